@@ -1,0 +1,3 @@
+export * from "./formats.ts";
+export * from "./schema.ts";
+export * from "./load.ts";

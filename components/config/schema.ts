@@ -1,0 +1,488 @@
+// The whole stack configuration as zod schemas: one source of truth for the program, for other
+// repos that import the library, and for the docs. Every object is strict so a typo is an error,
+// not a silently ignored key. Cross-field rules (unique names, port claims, references between
+// sections, production pinning) live in `refineStackConfig` below.
+import { z } from "zod";
+import {
+  DEBIAN_VERSION,
+  DNS_LABEL,
+  DURATION,
+  SIZE,
+  addressProblem,
+  hostKeyProblem,
+  imageReferenceProblem,
+  parseImage,
+  privateKeyProblem,
+  undigestedImageProblem,
+  unpinnedImageProblem,
+} from "./formats.ts";
+
+/** Log rotation every service gets unless it says otherwise (the users' 10m × 3). */
+export const DEFAULT_LOG_OPTIONS = { "max-size": "10m", "max-file": "3" } as const;
+/** The restart policy every service gets unless it says otherwise. */
+export const DEFAULT_RESTART = "unless-stopped";
+/** Security options every service gets unless it says otherwise. */
+export const DEFAULT_SECURITY_OPT = ["no-new-privileges:true"] as const;
+/** `daemon.json` settings the host gets unless the stack says otherwise. */
+export const DEFAULT_DAEMON_JSON = { "log-driver": "json-file", "log-opts": DEFAULT_LOG_OPTIONS } as const;
+/** `daemon.json` keys the host component owns; stacks set them through `runtime` fields instead. */
+export const MANAGED_DAEMON_KEYS = ["runtimes", "default-runtime"] as const;
+
+function checked(problem: (value: string) => string | undefined) {
+  return (value: string, ctx: z.RefinementCtx) => {
+    const message = problem(value);
+    if (message) ctx.addIssue({ code: "custom", message });
+  };
+}
+
+const name = (what: string) =>
+  z.string().regex(DNS_LABEL, {
+    error: (iss) =>
+      `${JSON.stringify(iss.input)} is not a valid ${what} name; expected lower-case letters, digits and "-" (a DNS label, at most 63 characters)`,
+  });
+const portExpected = (iss: { input?: unknown }) => `got ${describe(iss.input)}; expected a port number from 1 to 65535`;
+const port = z
+  .number({ error: portExpected })
+  .int({ error: portExpected })
+  .min(1, { error: portExpected })
+  .max(65535, { error: portExpected });
+const size = (example: string) =>
+  z
+    .string()
+    .regex(SIZE, {
+      error: (iss) => `${JSON.stringify(iss.input)} is not a size; expected a number with an optional unit b, k, m or g, e.g. ${example}`,
+    });
+const duration = z
+  .string()
+  .regex(DURATION, { error: (iss) => `${JSON.stringify(iss.input)} is not a duration; expected e.g. 30s, 1m30s or 500ms` });
+const imageRef = z.string().superRefine(checked(imageReferenceProblem));
+const stringMap = z.record(z.string(), z.string());
+
+/** One Jetson (or simulated Jetson) reached over SSH. */
+export const HostSpec = z.strictObject({
+  /** Unique host name; used in resource names and messages. @example "jetson-01" */
+  name: name("host"),
+  /** IP address or DNS name the SSH connection uses. @example "192.168.1.21" */
+  address: z.string().superRefine(checked(addressProblem)),
+  /** SSH port. @default 22 */
+  port: port.default(22),
+  /** Login user; a non-root user needs sudo. @example "ubuntu" */
+  user: z
+    .string()
+    .regex(/^[a-z_][a-z0-9_-]{0,31}$/, {
+      error: (iss) => `${JSON.stringify(iss.input)} is not a user name; expected a POSIX login name such as ubuntu`,
+    }),
+  /** SSH private key (OpenSSH or PEM). Must be a Pulumi secret. */
+  privateKey: z.string().superRefine(checked(privateKeyProblem)),
+  /** Password for sudo when the user needs one. Must be a Pulumi secret. */
+  sudoPassword: z.string().min(1).optional(),
+  /**
+   * The host's SSH public key, pinned: a different key is refused. Required in production.
+   * @example "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI..."
+   */
+  hostKey: z.string().superRefine(checked(hostKeyProblem)).optional(),
+  /** The L4T release the host must run (`/etc/nv_tegra_release`), as major.revision. @example "36.4.3" */
+  l4tRelease: z.string().regex(/^[0-9]+\.[0-9]+(\.[0-9]+)?$/, {
+    error: (iss) =>
+      `${JSON.stringify(iss.input)} is not an L4T release; expected major.revision as in /etc/nv_tegra_release, e.g. 36.4.3 for "R36 (release), REVISION: 4.3"`,
+  }),
+  /** CPU architecture. @default "arm64" */
+  arch: z.enum(["arm64", "amd64"]).default("arm64"),
+  /** Labels used to select hosts (and Kubernetes nodes). @example { "site": "lab", "camera": "usb" } */
+  labels: stringMap.default({}),
+});
+export type HostSpec = z.infer<typeof HostSpec>;
+
+/** What the host component installs and pins on every host. */
+export const RuntimeSpec = z.strictObject({
+  /** Docker engine package and version, held against upgrades. */
+  docker: z.strictObject({
+    /** Apt package providing dockerd. @default "docker-ce" */
+    package: z.enum(["docker-ce", "docker.io"]).default("docker-ce"),
+    /** Exact apt version, or the upstream version it starts with. @example "27.5.1" */
+    version: z
+      .string()
+      .regex(DEBIAN_VERSION, {
+        error: (iss) => `${JSON.stringify(iss.input)} is not a package version; expected e.g. 27.5.1 or 5:27.5.1-1~ubuntu.22.04~jammy`,
+      }),
+  }),
+  /** NVIDIA container toolkit version; its four packages are pinned together. @example "1.16.2-1" */
+  nvidiaToolkitVersion: z
+    .string()
+    .regex(DEBIAN_VERSION, { error: (iss) => `${JSON.stringify(iss.input)} is not a package version; expected e.g. 1.16.2-1` }),
+  /** Make nvidia Docker's default runtime (GPU access during `docker build`). @default true */
+  nvidiaDefaultRuntime: z.boolean().default(true),
+  /** Extra apt source lines (deb822 one-liners) for the Docker and NVIDIA packages. @default [] */
+  aptSources: z
+    .array(
+      z
+        .string()
+        .regex(/^deb (\[[^\]]*\] )?\S+ \S+( \S+)*$/, {
+          error: (iss) =>
+            `${JSON.stringify(iss.input)} is not an apt source line; expected "deb [signed-by=/path/key.gpg] URI SUITE COMPONENT..."`,
+        }),
+    )
+    .default([]),
+  /** Settings merged into /etc/docker/daemon.json; keys the host already has survive. */
+  daemonJson: z.record(z.string(), z.json()).default({ ...DEFAULT_DAEMON_JSON }),
+});
+export type RuntimeSpec = z.infer<typeof RuntimeSpec>;
+
+/** The registry images are pushed to and pulled from. */
+export const RegistrySpec = z.strictObject({
+  /** Registry host[:port]. @example "registry.lab:5000" */
+  server: z
+    .string()
+    .regex(/^[a-zA-Z0-9.-]+(:[0-9]{1,5})?$/, {
+      error: (iss) => `${JSON.stringify(iss.input)} is not a registry address; expected host[:port], e.g. registry.lab:5000`,
+    }),
+  /** User name for pushes and pulls. */
+  username: z.string().min(1).optional(),
+  /** Password or token. Must be a Pulumi secret. */
+  password: z.string().min(1).optional(),
+});
+export type RegistrySpec = z.infer<typeof RegistrySpec>;
+
+/** One image built from this repository (see `images/`). */
+export const ImageSpec = z.strictObject({
+  /** Unique image name; services refer to it with `build: <name>`. @example "inference" */
+  name: name("image"),
+  /** Build context, relative to the project directory. @example "images/inference" */
+  context: z.string().min(1),
+  /** Dockerfile path, relative to the context. @default "Dockerfile" */
+  dockerfile: z.string().min(1).default("Dockerfile"),
+  /** Build stage to stop at. @example "runtime" */
+  target: z.string().optional(),
+  /** Target platforms. @default ["linux/arm64"] */
+  platforms: z
+    .array(z.enum(["linux/arm64", "linux/amd64"]))
+    .min(1)
+    .default(["linux/arm64"]),
+  /** Build arguments (not secrets: they end up in the image history). @default {} */
+  buildArgs: stringMap.default({}),
+  /** Base images by build argument name; production pins them by digest. @example { "RUNTIME_BASE": "nvcr.io/nvidia/l4t-tensorrt:r10.3.0-runtime@sha256:..." } */
+  baseImages: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), imageRef).default({}),
+  /** Repository to push to, without tag. @default "<registry.server>/<name>" */
+  repository: z
+    .string()
+    .superRefine(
+      checked((v) =>
+        parseImage(v) && !/[:@][^/]*$/.test(v)
+          ? undefined
+          : `"${v}" is not a repository; expected [registry/]path without tag or digest, e.g. registry.lab:5000/fleet/inference`,
+      ),
+    )
+    .optional(),
+});
+export type ImageSpec = z.infer<typeof ImageSpec>;
+
+const portMapping = z.strictObject({
+  /** Port inside the container (with host networking: the port the service listens on). */
+  target: port,
+  /** Host port for bridge networking. @default target */
+  published: port.optional(),
+  protocol: z.enum(["tcp", "udp"]).default("tcp"),
+  /** Host address to bind. @default "0.0.0.0" */
+  hostIp: z.string().superRefine(checked(addressProblem)).optional(),
+});
+
+const volume = z.strictObject({
+  type: z.enum(["bind", "volume", "tmpfs"]).default("bind"),
+  /** Host path (bind) or volume name (volume). */
+  source: z.string().min(1).optional(),
+  /** Path inside the container. */
+  target: z
+    .string()
+    .regex(/^\//, { error: (iss) => `${JSON.stringify(iss.input)} is not an absolute path; expected a container path such as /models` }),
+  /** Mount read-only. @default false */
+  readOnly: z.boolean().default(false),
+});
+
+const healthcheck = z.strictObject({
+  /** Command in Docker form: ["CMD", "curl", "-f", "http://localhost:8080/health"] or ["CMD-SHELL", "..."]. */
+  test: z
+    .array(z.string())
+    .min(1)
+    .refine((t) => ["CMD", "CMD-SHELL", "NONE"].includes(t[0] ?? ""), {
+      error: 'expected the first element to be "CMD", "CMD-SHELL" or "NONE"',
+    }),
+  interval: duration.default("10s"),
+  timeout: duration.default("5s"),
+  retries: z.number().int().min(1).default(3),
+  startPeriod: duration.default("10s"),
+});
+
+/** A compose-style service, deployed the same way to every host (or Kubernetes node). */
+export const ServiceSpec = z
+  .strictObject({
+    /** Unique service name. @example "inference" */
+    name: name("service"),
+    /** External image, pinned. Exactly one of `image` and `build`. @example "bluenviron/mediamtx:1.9.3" */
+    image: imageRef.optional(),
+    /** Name of an `images` entry built by this stack. @example "inference" */
+    build: z.string().optional(),
+    /** Replaces the image's entrypoint. */
+    entrypoint: z.array(z.string()).optional(),
+    /** Replaces the image's command. */
+    command: z.array(z.string()).optional(),
+    /** Environment; values set with `pulumi config set --secret --path` stay secret. @default {} */
+    environment: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.union([z.string(), z.number(), z.boolean()])).default({}),
+    /** Container runtime: `nvidia` for GPU services. @default "runc" */
+    runtime: z.enum(["runc", "nvidia"]).default("runc"),
+    /** `host` shares the host's network; `bridge` publishes `ports`. @default "bridge" */
+    network: z.enum(["host", "bridge"]).default("bridge"),
+    /** Ports the service listens on (host networking) or publishes (bridge). @default [] */
+    ports: z.array(portMapping).default([]),
+    /** Bind mounts, named volumes and tmpfs. @default [] */
+    volumes: z.array(volume).default([]),
+    /** Devices passed through, compose style `host[:container[:perms]]`. @example ["/dev/dri", "/dev/video0"] */
+    devices: z
+      .array(
+        z
+          .string()
+          .regex(/^\/dev\/[^:]+(:\/dev\/[^:]+)?(:[rwm]{1,3})?$/, {
+            error: (iss) => `${JSON.stringify(iss.input)} is not a device mapping; expected /dev/PATH[:/dev/PATH[:rwm]]`,
+          }),
+      )
+      .default([]),
+    /** Size of /dev/shm. @example "2g" */
+    shmSize: size("2g").optional(),
+    /** IPC namespace. @example "host" */
+    ipc: z.union([z.enum(["host", "private", "shareable"]), z.string().regex(/^service:[a-z0-9-]+$/)]).optional(),
+    /** Resource limits by name (nofile, memlock, ...). */
+    ulimits: z
+      .record(z.string(), z.union([z.number().int(), z.strictObject({ soft: z.number().int(), hard: z.number().int() })]))
+      .default({}),
+    /** Health check; rollouts wait for it. */
+    healthcheck: healthcheck.optional(),
+    /** @default "unless-stopped" */
+    restart: z.enum(["no", "always", "on-failure", "unless-stopped"]).default(DEFAULT_RESTART),
+    /** Log driver and options. @default { driver: "json-file", options: { "max-size": "10m", "max-file": "3" } } */
+    logging: z
+      .strictObject({ driver: z.string().default("json-file"), options: stringMap.default({ ...DEFAULT_LOG_OPTIONS }) })
+      .default({ driver: "json-file", options: { ...DEFAULT_LOG_OPTIONS } }),
+    /** CPU/memory limits and GPU requests. @default {} */
+    resources: z
+      .strictObject({
+        /** CPU cores. @example 2.5 */
+        cpus: z.number().positive().optional(),
+        /** Memory limit. @example "4g" */
+        memory: size("4g").optional(),
+        /** GPUs requested: "all" or a count. */
+        gpus: z.union([z.literal("all"), z.number().int().positive()]).optional(),
+      })
+      .default({}),
+    /** Services that must start first, with the condition to wait for. @example { "mediamtx": "healthy" } */
+    dependsOn: z.record(z.string(), z.enum(["started", "healthy"])).default({}),
+    labels: stringMap.default({}),
+    /** User (and group) to run as. @example "1000:1000" */
+    user: z
+      .string()
+      .regex(/^[A-Za-z0-9_.-]+(:[A-Za-z0-9_.-]+)?$/)
+      .optional(),
+    /** Mount the root filesystem read-only. @default false */
+    readOnlyRootFilesystem: z.boolean().default(false),
+    capAdd: z.array(z.string().regex(/^[A-Z_]+$/, { error: 'expected a capability name without "CAP_", e.g. NET_ADMIN' })).default([]),
+    capDrop: z
+      .array(z.string().regex(/^([A-Z_]+|ALL)$/, { error: 'expected a capability name without "CAP_", e.g. NET_RAW, or ALL' }))
+      .default([]),
+    /** @default ["no-new-privileges:true"] */
+    securityOpt: z.array(z.string()).default([...DEFAULT_SECURITY_OPT]),
+  })
+  .superRefine((svc, ctx) => {
+    if ((svc.image === undefined) === (svc.build === undefined)) {
+      ctx.addIssue({
+        code: "custom",
+        path: [],
+        message: 'expected exactly one of "image" (an external image) and "build" (the name of an images entry)',
+      });
+    }
+    if (svc.network === "host") {
+      svc.ports.forEach((p, i) => {
+        if (p.published !== undefined && p.published !== p.target) {
+          ctx.addIssue({
+            code: "custom",
+            path: ["ports", i, "published"],
+            message: `a host-network service cannot remap ports (${p.published} -> ${p.target}); expected published to equal target or be left out`,
+          });
+        }
+      });
+    }
+  });
+export type ServiceSpec = z.infer<typeof ServiceSpec>;
+
+/** Where and how services are deployed. */
+export const DeploySpec = z.strictObject({
+  /**
+   * `compose`: a compose project per host through `@pulumi/command`; `containers`: one
+   * `docker.Container` per service per host; `kubernetes`: DaemonSets on a k3s fleet.
+   * @default "compose"
+   */
+  target: z.enum(["compose", "containers", "kubernetes"]).default("compose"),
+  /** Rolling updates across hosts. */
+  rollout: z
+    .strictObject({
+      /** Hosts updated at once: a count or a percentage of the fleet. @default 1 */
+      maxUnavailable: z
+        .union([
+          z.number().int().min(1),
+          z
+            .string()
+            .regex(/^([1-9][0-9]?|100)%$/, {
+              error: (iss) => `${JSON.stringify(iss.input)} is not a count or percentage; expected e.g. 1 or "25%"`,
+            }),
+        ])
+        .default(1),
+    })
+    .default({ maxUnavailable: 1 }),
+});
+export type DeploySpec = z.infer<typeof DeploySpec>;
+
+/**
+ * The stack configuration: the project's keys in `Pulumi.<stack>.yaml`, without the
+ * `<project>:` prefix.
+ */
+export const StackConfigShape = {
+  /** Marks a production stack: stricter pinning and host-key rules. @default false */
+  production: z.boolean().default(false),
+  /** The fleet. @default [] */
+  hosts: z.array(HostSpec).default([]),
+  /** Docker and NVIDIA runtime pins. */
+  runtime: RuntimeSpec,
+  /** Image registry. */
+  registry: RegistrySpec.optional(),
+  /** Images built by this stack. @default [] */
+  images: z.array(ImageSpec).default([]),
+  /** Services deployed to every host. @default [] */
+  services: z.array(ServiceSpec).default([]),
+  /** Deploy target and rollout. @default { target: "compose" } */
+  deploy: DeploySpec.default({ target: "compose", rollout: { maxUnavailable: 1 } }),
+};
+
+export const StackConfig = z.strictObject(StackConfigShape).superRefine(refineStackConfig);
+export type StackConfig = z.infer<typeof StackConfig>;
+/** The stack config as written (before defaults). */
+export type StackConfigInput = z.input<typeof StackConfig>;
+
+function uniqueNames(items: readonly { name: string }[], key: string, what: string, ctx: z.RefinementCtx): void {
+  const first = new Map<string, number>();
+  items.forEach((item, i) => {
+    const seen = first.get(item.name);
+    if (seen === undefined) first.set(item.name, i);
+    else
+      ctx.addIssue({
+        code: "custom",
+        path: [key, i, "name"],
+        message: `duplicate ${what} name "${item.name}" (also ${key}[${seen}]); expected every ${what} name once`,
+      });
+  });
+}
+
+/** Rules that span several fields or sections. */
+export function refineStackConfig(cfg: z.output<z.ZodObject<typeof StackConfigShape>>, ctx: z.RefinementCtx): void {
+  uniqueNames(cfg.hosts, "hosts", "host", ctx);
+  uniqueNames(cfg.images, "images", "image", ctx);
+  uniqueNames(cfg.services, "services", "service", ctx);
+
+  for (const key of MANAGED_DAEMON_KEYS) {
+    if (key in cfg.runtime.daemonJson) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["runtime", "daemonJson", key],
+        message: `"${key}" is managed by the host component; expected runtime.nvidiaDefaultRuntime instead`,
+      });
+    }
+  }
+
+  // Every host port can be claimed once per protocol: host-network services bind it directly,
+  // bridge services publish it.
+  const claims = new Map<string, { service: string; index: number; port: number }>();
+  cfg.services.forEach((svc, si) => {
+    svc.ports.forEach((p, pi) => {
+      const hostPort = svc.network === "host" ? p.target : (p.published ?? p.target);
+      const id = `${hostPort}/${p.protocol}`;
+      const holder = claims.get(id);
+      if (holder) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["services", si, "ports", pi],
+          message: `host port ${id} is already claimed by service "${holder.service}" (services[${holder.index}]); expected each host port to be used by one service`,
+        });
+      } else {
+        claims.set(id, { service: svc.name, index: si, port: hostPort });
+      }
+    });
+  });
+
+  const serviceNames = cfg.services.map((s) => s.name);
+  const imageNames = cfg.images.map((i) => i.name);
+  cfg.services.forEach((svc, si) => {
+    for (const dep of Object.keys(svc.dependsOn)) {
+      if (dep === svc.name) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["services", si, "dependsOn", dep],
+          message: `service "${svc.name}" depends on itself; expected other services' names`,
+        });
+      } else if (!serviceNames.includes(dep)) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["services", si, "dependsOn", dep],
+          message: `service "${dep}" is not defined; expected one of: ${serviceNames.filter((n) => n !== svc.name).join(", ") || "(no other services)"}`,
+        });
+      }
+    }
+    if (svc.build !== undefined && !imageNames.includes(svc.build)) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["services", si, "build"],
+        message: `image "${svc.build}" is not defined under images; expected one of: ${imageNames.join(", ") || "(no images)"}`,
+      });
+    }
+  });
+  if (!cfg.registry) {
+    cfg.images.forEach((img, ii) => {
+      if (img.repository === undefined) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["images", ii, "repository"],
+          message:
+            "is missing and no registry is configured; expected registry.server, or a full repository such as registry.lab:5000/fleet/inference",
+        });
+      }
+    });
+  }
+
+  if (cfg.production) {
+    cfg.hosts.forEach((h, hi) => {
+      if (h.hostKey === undefined) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["hosts", hi, "hostKey"],
+          message: "is missing; production stacks pin every host key: expected the output of ssh-keyscan -t ed25519 <address>",
+        });
+      }
+    });
+    cfg.services.forEach((svc, si) => {
+      const problem = svc.image === undefined ? undefined : unpinnedImageProblem(svc.image);
+      if (problem) ctx.addIssue({ code: "custom", path: ["services", si, "image"], message: problem });
+    });
+    cfg.images.forEach((img, ii) => {
+      for (const [arg, ref] of Object.entries(img.baseImages)) {
+        const problem = undigestedImageProblem(ref);
+        if (problem) ctx.addIssue({ code: "custom", path: ["images", ii, "baseImages", arg], message: problem });
+      }
+    });
+  }
+}
+
+/** A value's shape for messages, without echoing long or secret content. */
+export function describe(value: unknown): string {
+  if (value === undefined) return "nothing";
+  if (value === null) return "null";
+  if (Array.isArray(value)) return "a list";
+  if (typeof value === "object") return "an object";
+  if (typeof value === "string") return value.length <= 40 ? `the text ${JSON.stringify(value)}` : "a text";
+  if (typeof value === "number" || typeof value === "boolean" || typeof value === "bigint") return `${typeof value} ${value}`;
+  return typeof value;
+}

@@ -1,0 +1,2 @@
+// The public API of jetson-fleet: everything another infra repo imports comes from here.
+export * from "./config/index.ts";
