@@ -36,7 +36,10 @@ export function privateKeyProblem(value: string): string | undefined {
   try {
     sshpk.parsePrivateKey(value, "auto");
     return undefined;
-  } catch {
+  } catch (err) {
+    if (err instanceof Error && err.name === "KeyEncryptedError") {
+      return "is encrypted with a passphrase; expected an unencrypted key (ssh-keygen -p -N '' -f KEYFILE removes the passphrase from a copy)";
+    }
     return "is not a private key in OpenSSH or PEM form; expected the contents of a key file such as ~/.ssh/id_ed25519";
   }
 }

@@ -199,14 +199,17 @@ export function parseStackConfig(source: StackConfigSource): StackConfig {
   throw new StackConfigError(source, dedupe(problems));
 }
 
+/** Drops repeats and orders problems by where they are (hosts[2] before hosts[10]), like the file reads. */
 function dedupe(problems: ConfigProblem[]): ConfigProblem[] {
   const seen = new Set<string>();
-  return problems.filter((p) => {
+  const unique = problems.filter((p) => {
     const id = `${p.path}\u0000${p.message}`;
     if (seen.has(id)) return false;
     seen.add(id);
     return true;
   });
+  const collator = new Intl.Collator("en", { numeric: true });
+  return unique.sort((a, b) => collator.compare(a.path, b.path));
 }
 
 function plainTextProblem(path: readonly PropertyKey[], stack: string): ConfigProblem {

@@ -47,11 +47,9 @@ const port = z
   .min(1, { error: portExpected })
   .max(65535, { error: portExpected });
 const size = (example: string) =>
-  z
-    .string()
-    .regex(SIZE, {
-      error: (iss) => `${JSON.stringify(iss.input)} is not a size; expected a number with an optional unit b, k, m or g, e.g. ${example}`,
-    });
+  z.string().regex(SIZE, {
+    error: (iss) => `${JSON.stringify(iss.input)} is not a size; expected a number with an optional unit b, k, m or g, e.g. ${example}`,
+  });
 const duration = z
   .string()
   .regex(DURATION, { error: (iss) => `${JSON.stringify(iss.input)} is not a duration; expected e.g. 30s, 1m30s or 500ms` });
@@ -67,11 +65,9 @@ export const HostSpec = z.strictObject({
   /** SSH port. @default 22 */
   port: port.default(22),
   /** Login user; a non-root user needs sudo. @example "ubuntu" */
-  user: z
-    .string()
-    .regex(/^[a-z_][a-z0-9_-]{0,31}$/, {
-      error: (iss) => `${JSON.stringify(iss.input)} is not a user name; expected a POSIX login name such as ubuntu`,
-    }),
+  user: z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, {
+    error: (iss) => `${JSON.stringify(iss.input)} is not a user name; expected a POSIX login name such as ubuntu`,
+  }),
   /** SSH private key (OpenSSH or PEM). Must be a Pulumi secret. */
   privateKey: z.string().superRefine(checked(privateKeyProblem)),
   /** Password for sudo when the user needs one. Must be a Pulumi secret. */
@@ -100,11 +96,9 @@ export const RuntimeSpec = z.strictObject({
     /** Apt package providing dockerd. @default "docker-ce" */
     package: z.enum(["docker-ce", "docker.io"]).default("docker-ce"),
     /** Exact apt version, or the upstream version it starts with. @example "27.5.1" */
-    version: z
-      .string()
-      .regex(DEBIAN_VERSION, {
-        error: (iss) => `${JSON.stringify(iss.input)} is not a package version; expected e.g. 27.5.1 or 5:27.5.1-1~ubuntu.22.04~jammy`,
-      }),
+    version: z.string().regex(DEBIAN_VERSION, {
+      error: (iss) => `${JSON.stringify(iss.input)} is not a package version; expected e.g. 27.5.1 or 5:27.5.1-1~ubuntu.22.04~jammy`,
+    }),
   }),
   /** NVIDIA container toolkit version; its four packages are pinned together. @example "1.16.2-1" */
   nvidiaToolkitVersion: z
@@ -115,12 +109,10 @@ export const RuntimeSpec = z.strictObject({
   /** Extra apt source lines (deb822 one-liners) for the Docker and NVIDIA packages. @default [] */
   aptSources: z
     .array(
-      z
-        .string()
-        .regex(/^deb (\[[^\]]*\] )?\S+ \S+( \S+)*$/, {
-          error: (iss) =>
-            `${JSON.stringify(iss.input)} is not an apt source line; expected "deb [signed-by=/path/key.gpg] URI SUITE COMPONENT..."`,
-        }),
+      z.string().regex(/^deb (\[[^\]]*\] )?\S+ \S+( \S+)*$/, {
+        error: (iss) =>
+          `${JSON.stringify(iss.input)} is not an apt source line; expected "deb [signed-by=/path/key.gpg] URI SUITE COMPONENT..."`,
+      }),
     )
     .default([]),
   /** Settings merged into /etc/docker/daemon.json; keys the host already has survive. */
@@ -131,11 +123,9 @@ export type RuntimeSpec = z.infer<typeof RuntimeSpec>;
 /** The registry images are pushed to and pulled from. */
 export const RegistrySpec = z.strictObject({
   /** Registry host[:port]. @example "registry.lab:5000" */
-  server: z
-    .string()
-    .regex(/^[a-zA-Z0-9.-]+(:[0-9]{1,5})?$/, {
-      error: (iss) => `${JSON.stringify(iss.input)} is not a registry address; expected host[:port], e.g. registry.lab:5000`,
-    }),
+  server: z.string().regex(/^[a-zA-Z0-9.-]+(:[0-9]{1,5})?$/, {
+    error: (iss) => `${JSON.stringify(iss.input)} is not a registry address; expected host[:port], e.g. registry.lab:5000`,
+  }),
   /** User name for pushes and pulls. */
   username: z.string().min(1).optional(),
   /** Password or token. Must be a Pulumi secret. */
@@ -238,11 +228,9 @@ export const ServiceSpec = z
     /** Devices passed through, compose style `host[:container[:perms]]`. @example ["/dev/dri", "/dev/video0"] */
     devices: z
       .array(
-        z
-          .string()
-          .regex(/^\/dev\/[^:]+(:\/dev\/[^:]+)?(:[rwm]{1,3})?$/, {
-            error: (iss) => `${JSON.stringify(iss.input)} is not a device mapping; expected /dev/PATH[:/dev/PATH[:rwm]]`,
-          }),
+        z.string().regex(/^\/dev\/[^:]+(:\/dev\/[^:]+)?(:[rwm]{1,3})?$/, {
+          error: (iss) => `${JSON.stringify(iss.input)} is not a device mapping; expected /dev/PATH[:/dev/PATH[:rwm]]`,
+        }),
       )
       .default([]),
     /** Size of /dev/shm. @example "2g" */
@@ -326,11 +314,9 @@ export const DeploySpec = z.strictObject({
       maxUnavailable: z
         .union([
           z.number().int().min(1),
-          z
-            .string()
-            .regex(/^([1-9][0-9]?|100)%$/, {
-              error: (iss) => `${JSON.stringify(iss.input)} is not a count or percentage; expected e.g. 1 or "25%"`,
-            }),
+          z.string().regex(/^([1-9][0-9]?|100)%$/, {
+            error: (iss) => `${JSON.stringify(iss.input)} is not a count or percentage; expected e.g. 1 or "25%"`,
+          }),
         ])
         .default(1),
     })
@@ -359,33 +345,47 @@ export const StackConfigShape = {
   deploy: DeploySpec.default({ target: "compose", rollout: { maxUnavailable: 1 } }),
 };
 
-export const StackConfig = z.strictObject(StackConfigShape).superRefine(refineStackConfig);
+// `when: () => true` runs the cross-field rules even when some field already failed, so one
+// message lists every problem; the rules therefore read the value defensively.
+export const StackConfig = z.strictObject(StackConfigShape).superRefine(refineStackConfig, { when: () => true });
 export type StackConfig = z.infer<typeof StackConfig>;
 /** The stack config as written (before defaults). */
 export type StackConfigInput = z.input<typeof StackConfig>;
 
-function uniqueNames(items: readonly { name: string }[], key: string, what: string, ctx: z.RefinementCtx): void {
+type Loose = Record<string, unknown>;
+const isObject = (v: unknown): v is Loose => v !== null && typeof v === "object" && !Array.isArray(v);
+/** The object entries of a list with their indexes; anything else is the schema's business. */
+const entries = (v: unknown): [number, Loose][] =>
+  Array.isArray(v) ? v.flatMap((item, i): [number, Loose][] => (isObject(item) ? [[i, item]] : [])) : [];
+const text = (v: unknown): string | undefined => (typeof v === "string" ? v : undefined);
+
+function uniqueNames(list: unknown, key: string, what: string, ctx: z.RefinementCtx): void {
   const first = new Map<string, number>();
-  items.forEach((item, i) => {
-    const seen = first.get(item.name);
-    if (seen === undefined) first.set(item.name, i);
+  for (const [i, item] of entries(list)) {
+    const name = text(item["name"]);
+    if (name === undefined) continue;
+    const seen = first.get(name);
+    if (seen === undefined) first.set(name, i);
     else
       ctx.addIssue({
         code: "custom",
         path: [key, i, "name"],
-        message: `duplicate ${what} name "${item.name}" (also ${key}[${seen}]); expected every ${what} name once`,
+        message: `duplicate ${what} name "${name}" (also ${key}[${seen}]); expected every ${what} name once`,
       });
-  });
+  }
 }
 
-/** Rules that span several fields or sections. */
-export function refineStackConfig(cfg: z.output<z.ZodObject<typeof StackConfigShape>>, ctx: z.RefinementCtx): void {
-  uniqueNames(cfg.hosts, "hosts", "host", ctx);
-  uniqueNames(cfg.images, "images", "image", ctx);
-  uniqueNames(cfg.services, "services", "service", ctx);
+/** Rules that span several fields or sections. Reads the value defensively (see `StackConfig`). */
+export function refineStackConfig(value: unknown, ctx: z.RefinementCtx): void {
+  if (!isObject(value)) return;
+  const cfg = value;
+  uniqueNames(cfg["hosts"], "hosts", "host", ctx);
+  uniqueNames(cfg["images"], "images", "image", ctx);
+  uniqueNames(cfg["services"], "services", "service", ctx);
 
+  const daemonJson = isObject(cfg["runtime"]) ? cfg["runtime"]["daemonJson"] : undefined;
   for (const key of MANAGED_DAEMON_KEYS) {
-    if (key in cfg.runtime.daemonJson) {
+    if (isObject(daemonJson) && key in daemonJson) {
       ctx.addIssue({
         code: "custom",
         path: ["runtime", "daemonJson", key],
@@ -396,11 +396,13 @@ export function refineStackConfig(cfg: z.output<z.ZodObject<typeof StackConfigSh
 
   // Every host port can be claimed once per protocol: host-network services bind it directly,
   // bridge services publish it.
-  const claims = new Map<string, { service: string; index: number; port: number }>();
-  cfg.services.forEach((svc, si) => {
-    svc.ports.forEach((p, pi) => {
-      const hostPort = svc.network === "host" ? p.target : (p.published ?? p.target);
-      const id = `${hostPort}/${p.protocol}`;
+  const services = entries(cfg["services"]);
+  const claims = new Map<string, { service: string; index: number }>();
+  for (const [si, svc] of services) {
+    for (const [pi, p] of entries(svc["ports"])) {
+      const hostPort = svc["network"] === "host" ? p["target"] : (p["published"] ?? p["target"]);
+      if (typeof hostPort !== "number") continue;
+      const id = `${hostPort}/${text(p["protocol"]) ?? "tcp"}`;
       const holder = claims.get(id);
       if (holder) {
         ctx.addIssue({
@@ -409,40 +411,43 @@ export function refineStackConfig(cfg: z.output<z.ZodObject<typeof StackConfigSh
           message: `host port ${id} is already claimed by service "${holder.service}" (services[${holder.index}]); expected each host port to be used by one service`,
         });
       } else {
-        claims.set(id, { service: svc.name, index: si, port: hostPort });
+        claims.set(id, { service: text(svc["name"]) ?? `services[${si}]`, index: si });
       }
-    });
-  });
+    }
+  }
 
-  const serviceNames = cfg.services.map((s) => s.name);
-  const imageNames = cfg.images.map((i) => i.name);
-  cfg.services.forEach((svc, si) => {
-    for (const dep of Object.keys(svc.dependsOn)) {
-      if (dep === svc.name) {
+  const serviceNames = services.flatMap(([, s]) => text(s["name"]) ?? []);
+  const imageNames = entries(cfg["images"]).flatMap(([, i]) => text(i["name"]) ?? []);
+  for (const [si, svc] of services) {
+    const name = text(svc["name"]);
+    for (const dep of isObject(svc["dependsOn"]) ? Object.keys(svc["dependsOn"]) : []) {
+      if (dep === name) {
         ctx.addIssue({
           code: "custom",
           path: ["services", si, "dependsOn", dep],
-          message: `service "${svc.name}" depends on itself; expected other services' names`,
+          message: `service "${dep}" depends on itself; expected other services' names`,
         });
       } else if (!serviceNames.includes(dep)) {
+        const others = serviceNames.filter((n) => n !== name);
         ctx.addIssue({
           code: "custom",
           path: ["services", si, "dependsOn", dep],
-          message: `service "${dep}" is not defined; expected one of: ${serviceNames.filter((n) => n !== svc.name).join(", ") || "(no other services)"}`,
+          message: `service "${dep}" is not defined; expected one of: ${others.join(", ") || "(no other services)"}`,
         });
       }
     }
-    if (svc.build !== undefined && !imageNames.includes(svc.build)) {
+    const build = text(svc["build"]);
+    if (build !== undefined && !imageNames.includes(build)) {
       ctx.addIssue({
         code: "custom",
         path: ["services", si, "build"],
-        message: `image "${svc.build}" is not defined under images; expected one of: ${imageNames.join(", ") || "(no images)"}`,
+        message: `image "${build}" is not defined under images; expected one of: ${imageNames.join(", ") || "(no images)"}`,
       });
     }
-  });
-  if (!cfg.registry) {
-    cfg.images.forEach((img, ii) => {
-      if (img.repository === undefined) {
+  }
+  if (cfg["registry"] === undefined) {
+    for (const [ii, img] of entries(cfg["images"])) {
+      if (img["repository"] === undefined) {
         ctx.addIssue({
           code: "custom",
           path: ["images", ii, "repository"],
@@ -450,29 +455,30 @@ export function refineStackConfig(cfg: z.output<z.ZodObject<typeof StackConfigSh
             "is missing and no registry is configured; expected registry.server, or a full repository such as registry.lab:5000/fleet/inference",
         });
       }
-    });
+    }
   }
 
-  if (cfg.production) {
-    cfg.hosts.forEach((h, hi) => {
-      if (h.hostKey === undefined) {
+  if (cfg["production"] === true) {
+    for (const [hi, host] of entries(cfg["hosts"])) {
+      if (host["hostKey"] === undefined) {
         ctx.addIssue({
           code: "custom",
           path: ["hosts", hi, "hostKey"],
           message: "is missing; production stacks pin every host key: expected the output of ssh-keyscan -t ed25519 <address>",
         });
       }
-    });
-    cfg.services.forEach((svc, si) => {
-      const problem = svc.image === undefined ? undefined : unpinnedImageProblem(svc.image);
+    }
+    for (const [si, svc] of services) {
+      const image = text(svc["image"]);
+      const problem = image === undefined ? undefined : unpinnedImageProblem(image);
       if (problem) ctx.addIssue({ code: "custom", path: ["services", si, "image"], message: problem });
-    });
-    cfg.images.forEach((img, ii) => {
-      for (const [arg, ref] of Object.entries(img.baseImages)) {
-        const problem = undigestedImageProblem(ref);
+    }
+    for (const [ii, img] of entries(cfg["images"])) {
+      for (const [arg, ref] of Object.entries(isObject(img["baseImages"]) ? img["baseImages"] : {})) {
+        const problem = typeof ref === "string" ? undigestedImageProblem(ref) : undefined;
         if (problem) ctx.addIssue({ code: "custom", path: ["images", ii, "baseImages", arg], message: problem });
       }
-    });
+    }
   }
 }
 

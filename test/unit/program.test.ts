@@ -29,7 +29,7 @@ describe("index.ts", () => {
     await assert.rejects(importFresh(PROGRAM), (err: unknown) => {
       assert.ok(err instanceof StackConfigError);
       assert.equal(
-        err.lines[0],
+        err.lines[2],
         'Pulumi.unit.yaml: jetson-fleet:hots: unknown key "hots"; did you mean "hosts"? Expected one of: production, hosts, runtime, registry, images, services, deploy',
       );
       assert.equal(err.lines.length, 4, err.message);

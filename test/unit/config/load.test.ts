@@ -170,8 +170,8 @@ const table: { name: string; mutate: (c: Mutable) => void; secretPaths?: Readonl
     },
     expected: [
       `${F}hosts[1].hostKey: is missing; production stacks pin every host key: expected the output of ssh-keyscan -t ed25519 <address>`,
-      `${F}services[1].image: "bluenviron/mediamtx" has no tag or digest; production stacks pin images: expected repository:version or repository@sha256:<digest>`,
       `${F}images[0].baseImages.RUNTIME_BASE: "nvcr.io/nvidia/l4t-tensorrt:r10.3.0-runtime" is not pinned by digest; production base images are expected as repository:tag@sha256:<digest>`,
+      `${F}services[1].image: "bluenviron/mediamtx" has no tag or digest; production stacks pin images: expected repository:version or repository@sha256:<digest>`,
     ],
   },
   {
@@ -260,12 +260,12 @@ describe("parseStackConfig rejects bad config with one message listing every pro
       caught.message,
       [
         "invalid stack config (6 problems); nothing was changed:",
-        `${F}servces: unknown key "servces"; did you mean "services"? Expected one of: production, hosts, runtime, registry, images, services, deploy`,
         `${F}hosts[0].port: got number 0; expected a port number from 1 to 65535`,
-        `${F}services[0].dependsOn.nope: service "nope" is not defined; expected one of: mediamtx`,
         `${F}hosts[0].privateKey: is stored in plain text; expected a Pulumi secret: cat FILE | pulumi config set --stack prod --secret --path 'hosts[0].privateKey'`,
         `${F}hosts[1].privateKey: is stored in plain text; expected a Pulumi secret: cat FILE | pulumi config set --stack prod --secret --path 'hosts[1].privateKey'`,
         `${F}registry.password: is stored in plain text; expected a Pulumi secret: cat FILE | pulumi config set --stack prod --secret --path 'registry.password'`,
+        `${F}servces: unknown key "servces"; did you mean "services"? Expected one of: production, hosts, runtime, registry, images, services, deploy`,
+        `${F}services[0].dependsOn.nope: service "nope" is not defined; expected one of: mediamtx`,
       ].join("\n"),
     );
   });

@@ -1,0 +1,110 @@
+// Real servers for the integration tier, each on a free loopback port in a temp directory, and
+// stopped by the caller: OpenSSH's sshd, the distribution registry, and the Docker engine's CLI.
+import { execFile, spawn, type ChildProcess } from "node:child_process";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+
+export const run = promisify(execFile);
+/** Debian's Docker client: it speaks the classic builder API to Debian's dockerd. */
+export const DOCKER = "/usr/bin/docker";
+
+export function docker(...args: string[]): Promise<{ stdout: string; stderr: string }> {
+  return run(DOCKER, args, { maxBuffer: 64 * 1024 * 1024 });
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once("error", reject);
+    srv.listen(0, "127.0.0.1", () => {
+      const address = srv.address();
+      srv.close(() => (typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port"))));
+    });
+  });
+}
+
+async function waitFor(what: string, probe: () => Promise<boolean>, child: ChildProcess, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (child.exitCode !== null) throw new Error(`${what} exited with code ${child.exitCode}`);
+    if (await probe().catch(() => false)) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`${what} did not become ready in ${timeoutMs} ms`);
+}
+
+export interface Sshd {
+  readonly port: number;
+  /** Host public keys by type, as `ssh-keyscan` prints them (without the host name). */
+  readonly hostKeys: Record<"ssh-ed25519" | "ecdsa-sha2-nistp256" | "ssh-rsa", string>;
+  stop(): Promise<void>;
+}
+
+/** A real sshd on 127.0.0.1 with fresh host keys of three types; it accepts `authorizedKey` for root. */
+export async function startSshd(authorizedKey: string): Promise<Sshd> {
+  const dir = mkdtempSync(join(tmpdir(), "jetson-fleet-sshd-"));
+  const port = await freePort();
+  const types = { "ssh-ed25519": "ed25519", "ecdsa-sha2-nistp256": "ecdsa", "ssh-rsa": "rsa" } as const;
+  for (const t of Object.values(types)) await run("ssh-keygen", ["-q", "-t", t, "-N", "", "-f", join(dir, `host_${t}`)]);
+  writeFileSync(join(dir, "authorized_keys"), `${authorizedKey}\n`, { mode: 0o600 });
+  writeFileSync(
+    join(dir, "sshd_config"),
+    [
+      `Port ${port}`,
+      "ListenAddress 127.0.0.1",
+      ...Object.values(types).map((t) => `HostKey ${join(dir, `host_${t}`)}`),
+      `AuthorizedKeysFile ${join(dir, "authorized_keys")}`,
+      "PasswordAuthentication no",
+      "PermitRootLogin prohibit-password",
+      "StrictModes no",
+      `PidFile ${join(dir, "sshd.pid")}`,
+    ].join("\n"),
+  );
+  const child = spawn("/usr/sbin/sshd", ["-D", "-e", "-f", join(dir, "sshd_config")], { stdio: "ignore" });
+  await waitFor(
+    "sshd",
+    async () => (await run("ssh-keyscan", ["-p", String(port), "-t", "ed25519", "127.0.0.1"])).stdout.includes("ssh-ed25519"),
+    child,
+  );
+  const hostKeys = Object.fromEntries(
+    Object.entries(types).map(([type, t]) => [
+      type,
+      readFileSync(join(dir, `host_${t}.pub`), "utf8")
+        .trim()
+        .split(" ")
+        .slice(0, 2)
+        .join(" "),
+    ]),
+  ) as Sshd["hostKeys"];
+  return { port, hostKeys, stop: () => stopChild(child) };
+}
+
+export interface Registry {
+  /** host:port, as `registry.server` takes it. */
+  readonly server: string;
+  stop(): Promise<void>;
+}
+
+/** A real registry (distribution 2.x, Debian's docker-registry) on 127.0.0.1 with empty storage. */
+export async function startRegistry(): Promise<Registry> {
+  const dir = mkdtempSync(join(tmpdir(), "jetson-fleet-registry-"));
+  const port = await freePort();
+  const server = `127.0.0.1:${port}`;
+  writeFileSync(
+    join(dir, "config.yml"),
+    ["version: 0.1", "storage:", "  filesystem:", `    rootdirectory: ${join(dir, "data")}`, "http:", `  addr: ${server}`].join("\n"),
+  );
+  const child = spawn("/usr/bin/docker-registry", ["serve", join(dir, "config.yml")], { stdio: "ignore" });
+  await waitFor("docker-registry", async () => (await fetch(`http://${server}/v2/`)).ok, child);
+  return { server, stop: () => stopChild(child) };
+}
+
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null) return;
+  const exited = new Promise((r) => child.once("exit", r));
+  child.kill("SIGTERM");
+  await exited;
+}
