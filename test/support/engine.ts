@@ -1,0 +1,92 @@
+// The engine tier's harness: the real Pulumi CLI (built by tools/toolchain.sh) driven through the
+// Automation API, against a local file backend with passphrase secrets, on a throwaway copy of
+// the project so tests never touch the repository's stack files or state.
+import { copyFileSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join } from "node:path";
+import { LocalWorkspace, PulumiCommand, type Stack } from "@pulumi/pulumi/automation/index.js";
+import { parse, stringify } from "yaml";
+import { PROJECT } from "./fixtures.ts";
+
+export const REPO = join(import.meta.dirname, "..", "..");
+/** The passphrase of every engine-test stack: it protects throwaway test state only. */
+export const TEST_PASSPHRASE = "engine-tier-test-passphrase";
+
+/** The bin directory holding `pulumi` and its language host (set by tools/test.sh). */
+export function pulumiBin(): string {
+  const bin = process.env["JETSON_FLEET_PULUMI_BIN"];
+  if (!bin) throw new Error("JETSON_FLEET_PULUMI_BIN is not set: run the engine tier through tools/test.sh engine");
+  return bin;
+}
+
+export interface EngineStackSpec {
+  /** Stack name; also names the stack file. */
+  readonly stack: string;
+  /** The project's config without the `<project>:` prefix, written into the stack file. */
+  readonly config?: Record<string, unknown>;
+  /** Values to store encrypted, by `--path` (e.g. `hosts[0].privateKey`). */
+  readonly secrets?: Record<string, string>;
+  /** A stack file of the repository to start from (e.g. `Pulumi.dev.yaml`). */
+  readonly stackFile?: string;
+}
+
+export interface EngineStack {
+  readonly stack: Stack;
+  /** The throwaway project directory. */
+  readonly dir: string;
+  /** The local backend's directory. */
+  readonly stateDir: string;
+  /** Destroys what is left and removes the stack. */
+  dispose(): Promise<void>;
+}
+
+/** The environment every engine run gets: no account, no plugin downloads, no update checks. */
+export function engineEnv(stateDir: string): Record<string, string> {
+  const bin = pulumiBin();
+  return {
+    PULUMI_BACKEND_URL: `file://${stateDir}`,
+    PULUMI_CONFIG_PASSPHRASE: TEST_PASSPHRASE,
+    PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
+    PULUMI_SKIP_UPDATE_CHECK: "true",
+    PULUMI_HOME: process.env["PULUMI_HOME"] ?? join(dirname(bin), "..", "pulumi-home"),
+    // The language host runs `node` from PATH: the pinned Node first.
+    PATH: `${bin}:${dirname(process.execPath)}:${process.env["PATH"] ?? ""}`,
+  };
+}
+
+/** A copy of the project (program and components linked, stack files copied) in a temp dir. */
+export function projectCopy(): string {
+  const dir = mkdtempSync(join(tmpdir(), "jetson-fleet-engine-"));
+  for (const entry of ["index.ts", "components", "images", "node_modules", "package.json", "tsconfig.json"]) {
+    symlinkSync(join(REPO, entry), join(dir, entry));
+  }
+  copyFileSync(join(REPO, "Pulumi.yaml"), join(dir, "Pulumi.yaml"));
+  return dir;
+}
+
+export async function engineStack(spec: EngineStackSpec): Promise<EngineStack> {
+  const dir = projectCopy();
+  const stateDir = mkdtempSync(join(tmpdir(), "jetson-fleet-state-"));
+  const pulumiCommand = await PulumiCommand.get({ root: dirname(pulumiBin()), skipVersionCheck: false });
+  const stackFile = join(dir, `Pulumi.${spec.stack}.yaml`);
+  if (spec.stackFile) copyFileSync(join(REPO, spec.stackFile), stackFile);
+  const stack = await LocalWorkspace.createStack({ stackName: spec.stack, workDir: dir }, { pulumiCommand, envVars: engineEnv(stateDir) });
+  if (spec.config) {
+    // Structured config goes straight into the stack file, as a user would write it.
+    const doc = (parse(readFileSync(stackFile, "utf8")) ?? {}) as { config?: Record<string, unknown> };
+    doc.config = { ...doc.config, ...Object.fromEntries(Object.entries(spec.config).map(([k, v]) => [`${PROJECT}:${k}`, v])) };
+    writeFileSync(stackFile, stringify(doc));
+  }
+  for (const [path, value] of Object.entries(spec.secrets ?? {})) {
+    await stack.setConfig(`${PROJECT}:${path}`, { value, secret: true }, true);
+  }
+  return {
+    stack,
+    dir,
+    stateDir,
+    async dispose() {
+      await stack.destroy({ color: "never" });
+      await stack.workspace.removeStack(spec.stack);
+    },
+  };
+}

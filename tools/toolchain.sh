@@ -1,0 +1,164 @@
+#!/usr/bin/env bash
+# Provides the Pulumi toolchain: the CLI, a Node.js language host, the dynamic-provider plugin
+# and the resource provider plugins the project's npm packages declare. None can be downloaded
+# as a binary on our machines, so they are built from the Go modules pinned in tools/pulumi/
+# (CLI and our language host) and tools/<plugin>/ (one module per provider), and cached under
+# a hash of their inputs, so a second run builds nothing.
+#
+#   tools/toolchain.sh                  plugins from node_modules/*/package.json ("pulumi" field)
+#   tools/toolchain.sh NAME@VERSION...  these plugins instead (e.g. docker-build@0.0.22)
+#
+# Progress goes to stderr; the last line of stdout is the bin directory holding `pulumi` and its
+# language host:  BIN=$(tools/toolchain.sh | tail -n 1)
+#
+# Environment:
+#   JETSON_FLEET_CACHE          cache root (default ~/.cache/jetson-fleet)
+#   PULUMI_HOME                 where plugins are installed (default $JETSON_FLEET_CACHE/pulumi-home)
+#   JETSON_FLEET_BUILD_PULUMI   1: build the pinned CLI even if a usable `pulumi` is on PATH
+set -euo pipefail
+
+tools=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+project=$(dirname "$tools")
+cache=${JETSON_FLEET_CACHE:-$HOME/.cache/jetson-fleet}
+export PULUMI_HOME=${PULUMI_HOME:-$cache/pulumi-home}
+export PULUMI_SKIP_UPDATE_CHECK=true
+
+# Plugins we can build: NAME -> "tools module dir|Go module|main package|version variable".
+declare -A RECIPES=(
+  [docker-build]="docker-build|github.com/pulumi/pulumi-docker-build|github.com/pulumi/pulumi-docker-build/provider/cmd/pulumi-resource-docker-build|github.com/pulumi/pulumi-docker-build/provider.Version"
+)
+
+log() { printf '%s\n' "toolchain: $*" >&2; }
+die() {
+  log "error: $*"
+  exit 1
+}
+
+# The version a tools module's go.mod pins for a Go module (no network: go.mod is the truth).
+pinned() { awk -v m="$2" '$1 == m && $2 ~ /^v/ { print $2; exit }' "$tools/$1/go.mod"; }
+
+# A short hash of the Go toolchain, this script and the given files or directories.
+inputs_hash() {
+  {
+    go env GOVERSION
+    sha256sum "${BASH_SOURCE[0]}"
+    find "$@" -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sed "s|$tools/||"
+  } | sha256sum | cut -c1-16
+}
+
+# go build, quietly unless it fails; the build cache and module cache stay in their defaults
+# (under the home directory) so that they survive between runs.
+gobuild() {
+  local dir=$1 out=$2 pkg=$3 ldflags=$4 buildlog
+  buildlog=$(mktemp)
+  if ! (cd "$dir" && go build -trimpath -buildvcs=false -ldflags "$ldflags" -o "$out" "$pkg") >"$buildlog" 2>&1; then
+    cat "$buildlog" >&2
+    rm -f "$buildlog"
+    die "go build $pkg failed"
+  fi
+  rm -f "$buildlog"
+}
+
+# Builds once per input hash into $cache/toolchain/<kind>/<hash>, atomically (an interrupted build
+# leaves no half-filled directory behind). Usage: cached_build KIND HASH FUNCTION -> prints dir.
+cached_build() {
+  local kind=$1 hash=$2 fn=$3 dir tmp start
+  dir=$cache/toolchain/$kind/$hash
+  if [[ ! -d $dir ]]; then
+    mkdir -p "$cache/toolchain/$kind"
+    tmp=$(mktemp -d "$cache/toolchain/$kind/.build.XXXXXX")
+    # We run in a command substitution: this trap only cleans up after this build.
+    trap 'rm -rf "$tmp"' EXIT
+    start=$SECONDS
+    "$fn" "$tmp"
+    mv "$tmp" "$dir"
+    log "built $kind in $((SECONDS - start)) s"
+  fi
+  printf '%s\n' "$dir"
+}
+
+command -v go >/dev/null || die "go is needed to build the Pulumi toolchain (Go >= 1.26)"
+mkdir -p "$cache/toolchain"
+# One run at a time: two concurrent runs would build the same thing twice.
+exec 9>"$cache/toolchain/.lock"
+flock 9
+
+cli_version=$(pinned pulumi github.com/pulumi/pulumi/pkg/v3)
+[[ -n $cli_version ]] || die "tools/pulumi/go.mod pins no github.com/pulumi/pulumi/pkg/v3"
+
+build_cli() {
+  local out=$1/bin
+  mkdir -p "$out"
+  log "building pulumi CLI $cli_version (cold builds take ~9 min on 2 cores, warm ones ~20 s)"
+  gobuild "$tools/pulumi" "$out/pulumi" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi \
+    "-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$cli_version"
+  log "building pulumi-language-nodejs"
+  gobuild "$tools/pulumi" "$out/pulumi-language-nodejs" ./cmd/pulumi-language-nodejs \
+    "-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$cli_version"
+  install -m 0755 "$tools/pulumi/cmd/pulumi-language-nodejs/pulumi-resource-pulumi-nodejs" "$out/"
+}
+
+# A `pulumi` on PATH is used when it is at least the pinned version and has a Node.js language
+# host beside it or on PATH. Builds of our own cache are never "found": the hash decides those.
+bin=
+if [[ ${JETSON_FLEET_BUILD_PULUMI:-} != 1 ]] && found=$(command -v pulumi) && [[ $found != "$cache"/* ]]; then
+  found_version=$("$found" version 2>/dev/null || true)
+  if [[ $found_version =~ ^v?[0-9]+\.[0-9]+\.[0-9]+ ]] &&
+    [[ $(printf '%s\n%s\n' "${cli_version#v}" "${found_version#v}" | sort -V | head -n 1) == "${cli_version#v}" ]] &&
+    { [[ -x $(dirname "$found")/pulumi-language-nodejs ]] || command -v pulumi-language-nodejs >/dev/null; }; then
+    bin=$(dirname "$found")
+    log "using $found ($found_version)"
+  else
+    log "ignoring $found (${found_version:-unusable}): building $cli_version"
+  fi
+fi
+if [[ -z $bin ]]; then
+  bin=$(cached_build cli "$(inputs_hash "$tools/pulumi")" build_cli)/bin
+fi
+
+# The plugins to provide: arguments, or the project's installed npm packages.
+plugins=("$@")
+if ((${#plugins[@]} == 0)) && [[ -d $project/node_modules ]]; then
+  command -v node >/dev/null || die "node is needed to read node_modules (or pass NAME@VERSION arguments)"
+  mapfile -t plugins < <(
+    cd "$project" && node -e '
+      const fs = require("fs"), path = require("path");
+      const dirs = fs.readdirSync("node_modules").flatMap((d) =>
+        d.startsWith("@") ? fs.readdirSync(path.join("node_modules", d)).map((s) => path.join(d, s)) : [d]);
+      for (const d of dirs) {
+        let p;
+        try { p = JSON.parse(fs.readFileSync(path.join("node_modules", d, "package.json"), "utf8")); } catch { continue; }
+        if (!p.pulumi || !p.pulumi.resource) continue;
+        const name = p.pulumi.name || (p.name.startsWith("@pulumi/") ? p.name.slice(8) : "");
+        if (name) console.log(name + "@" + (p.pulumi.version || p.version).replace(/^v/, ""));
+      }'
+  )
+fi
+
+for spec in "${plugins[@]}"; do
+  name=${spec%@*}
+  version=${spec##*@}
+  [[ -n $name && -n $version && $spec == *@* ]] || die "expected NAME@VERSION, got '$spec'"
+  if [[ -z ${RECIPES[$name]:-} ]]; then
+    log "skipping plugin $name $version: no source build for it in tools/ (its resources cannot be deployed here)"
+    continue
+  fi
+  IFS='|' read -r moddir gomod mainpkg versionvar <<<"${RECIPES[$name]}"
+  want=$(pinned "$moddir" "$gomod")
+  [[ ${want#v} == "$version" ]] ||
+    die "npm declares plugin $name $version but tools/$moddir/go.mod pins $gomod ${want:-nothing}: make them match"
+
+  build_plugin() {
+    log "building plugin $name $version (cold builds take a few minutes)"
+    gobuild "$tools/$moddir" "$1/pulumi-resource-$name" "$mainpkg" "-X $versionvar=$version"
+  }
+  plugin_bin=$(cached_build "plugin-$name-$version" "$(inputs_hash "$tools/$moddir")" build_plugin)/pulumi-resource-$name
+
+  installed=$PULUMI_HOME/plugins/resource-$name-v$version/pulumi-resource-$name
+  if ! cmp -s "$plugin_bin" "$installed"; then
+    log "installing plugin $name $version into $PULUMI_HOME"
+    "$bin/pulumi" plugin install resource "$name" "$version" --file "$plugin_bin" --reinstall >&2
+  fi
+done
+
+printf '%s\n' "$bin"
