@@ -9,7 +9,7 @@ describe("dev stack lifecycle", () => {
   before(async () => {
     env = await engineStack({ stack: "dev", stackFile: "Pulumi.dev.yaml" });
   });
-  after(() => env.stack.workspace.removeStack("dev", { force: true }).catch(() => undefined));
+  after(() => env.dispose());
 
   it("previews the creates", async () => {
     const preview = await env.stack.preview({ color: "never", diff: true });

@@ -1,7 +1,7 @@
 // The engine tier's harness: the real Pulumi CLI (built by tools/toolchain.sh) driven through the
 // Automation API, against a local file backend with passphrase secrets, on a throwaway copy of
 // the project so tests never touch the repository's stack files or state.
-import { copyFileSync, mkdtempSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { LocalWorkspace, PulumiCommand, type Stack } from "@pulumi/pulumi/automation/index.js";
@@ -87,6 +87,8 @@ export async function engineStack(spec: EngineStackSpec): Promise<EngineStack> {
     async dispose() {
       await stack.destroy({ color: "never" });
       await stack.workspace.removeStack(spec.stack);
+      rmSync(dir, { recursive: true, force: true });
+      rmSync(stateDir, { recursive: true, force: true });
     },
   };
 }

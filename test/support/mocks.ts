@@ -1,6 +1,6 @@
 // The unit tier's Pulumi harness: mocks that record every resource, and a runner that loads the
 // program (or any module) against a given stack config, the way the engine would.
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -58,6 +58,7 @@ export function useMockStack(spec: MockStack, recorder = new ResourceRecorder())
   pulumi.runtime.setMocks(recorder, PROJECT, spec.stack, spec.preview ?? false);
   pulumi.runtime.setAllConfig(rawValues(spec.config), []);
   const dir = mkdtempSync(join(tmpdir(), "jetson-fleet-unit-"));
+  process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
   const config: Record<string, unknown> = {};
   for (const path of spec.secretPaths ?? []) config[`${PROJECT}:${path}`] = { secure: "v1:mock" };
   writeFileSync(join(dir, `Pulumi.${spec.stack}.yaml`), stringify({ config: securePathsToTree(config) }));

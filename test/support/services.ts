@@ -1,7 +1,7 @@
 // Real servers for the integration tier, each on a free loopback port in a temp directory, and
 // stopped by the caller: OpenSSH's sshd, the distribution registry, and the Docker engine's CLI.
 import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -79,7 +79,7 @@ export async function startSshd(authorizedKey: string): Promise<Sshd> {
         .join(" "),
     ]),
   ) as Sshd["hostKeys"];
-  return { port, hostKeys, stop: () => stopChild(child) };
+  return { port, hostKeys, stop: () => stopChild(child, dir) };
 }
 
 export interface Registry {
@@ -99,12 +99,21 @@ export async function startRegistry(): Promise<Registry> {
   );
   const child = spawn("/usr/bin/docker-registry", ["serve", join(dir, "config.yml")], { stdio: "ignore" });
   await waitFor("docker-registry", async () => (await fetch(`http://${server}/v2/`)).ok, child);
-  return { server, stop: () => stopChild(child) };
+  return { server, stop: () => stopChild(child, dir) };
 }
 
-async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null) return;
-  const exited = new Promise((r) => child.once("exit", r));
-  child.kill("SIGTERM");
-  await exited;
+async function stopChild(child: ChildProcess, dir: string): Promise<void> {
+  if (child.exitCode === null) {
+    const exited = new Promise((r) => child.once("exit", r));
+    child.kill("SIGTERM");
+    await exited;
+  }
+  rmSync(dir, { recursive: true, force: true });
+}
+
+/** A temp directory removed when the test process exits. */
+export function scratchDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), `jetson-fleet-${prefix}-`));
+  process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
+  return dir;
 }

@@ -1,13 +1,12 @@
 // The config's format checks agree with the real tools that consume the values: OpenSSH for host
 // and client keys, the Docker engine for image references, a registry for pushed digests.
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { hostKeyProblem, imageReferenceProblem, parseImage, privateKeyProblem, unpinnedImageProblem } from "../../../components/index.ts";
 import { clientKey } from "../../support/fixtures.ts";
-import { DOCKER, docker, run, startRegistry, startSshd, type Registry, type Sshd } from "../../support/services.ts";
+import { DOCKER, docker, run, scratchDir, startRegistry, startSshd, type Registry, type Sshd } from "../../support/services.ts";
 
 describe("host keys from a real sshd", () => {
   let sshd: Sshd;
@@ -25,7 +24,7 @@ describe("host keys from a real sshd", () => {
   }
 
   it("accepts the key our fixture uses for a real login", async () => {
-    const dir = mkdtempSync(join(tmpdir(), "jetson-fleet-key-"));
+    const dir = scratchDir("key");
     const keyFile = join(dir, "id");
     writeFileSync(keyFile, clientKey.privateKey, { mode: 0o600 });
     const knownHosts = join(dir, "known_hosts");
@@ -52,14 +51,14 @@ describe("host keys from a real sshd", () => {
 describe("private keys from ssh-keygen", () => {
   for (const type of ["ed25519", "ecdsa", "rsa"]) {
     it(`accepts an unencrypted ${type} key`, async () => {
-      const file = join(mkdtempSync(join(tmpdir(), "jetson-fleet-key-")), "id");
+      const file = join(scratchDir("key"), "id");
       await run("ssh-keygen", ["-q", "-t", type, "-N", "", "-f", file]);
       assert.equal(privateKeyProblem(readFileSync(file, "utf8")), undefined);
     });
   }
 
   it("explains that a passphrase-protected key cannot be used", async () => {
-    const file = join(mkdtempSync(join(tmpdir(), "jetson-fleet-key-")), "id");
+    const file = join(scratchDir("key"), "id");
     await run("ssh-keygen", ["-q", "-t", "ed25519", "-N", "correct horse", "-f", file]);
     assert.equal(
       privateKeyProblem(readFileSync(file, "utf8")),
@@ -108,7 +107,7 @@ describe("digests from a real registry", () => {
   const image = "jetson-fleet-test/payload:digest";
   before(async () => {
     registry = await startRegistry();
-    const dir = mkdtempSync(join(tmpdir(), "jetson-fleet-payload-"));
+    const dir = scratchDir("payload");
     writeFileSync(join(dir, "payload"), "payload\n");
     await run("sh", ["-c", `tar -C ${dir} -cf - payload | ${DOCKER} import - ${image}`]);
   });
