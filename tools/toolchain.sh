@@ -39,6 +39,7 @@ pinned() { awk -v m="$2" '$1 == m && $2 ~ /^v/ { print $2; exit }' "$tools/$1/go
 
 # A short hash of the Go toolchain, this script and the given files or directories.
 inputs_hash() {
+  command -v go >/dev/null || die "go is needed to build the Pulumi toolchain (Go >= 1.26)"
   {
     go env GOVERSION
     sha256sum "${BASH_SOURCE[0]}"
@@ -59,25 +60,23 @@ gobuild() {
   rm -f "$buildlog"
 }
 
-# Builds once per input hash into $cache/toolchain/<kind>/<hash>, atomically (an interrupted build
-# leaves no half-filled directory behind). Usage: cached_build KIND HASH FUNCTION -> prints dir.
+# Runs FUNCTION TMPDIR once for DIR (a path that names its inputs' hash), then renames TMPDIR to
+# DIR, so an interrupted build leaves no half-filled DIR behind. Prints DIR.
 cached_build() {
-  local kind=$1 hash=$2 fn=$3 dir tmp start
-  dir=$cache/toolchain/$kind/$hash
+  local dir=$1 fn=$2 start
   if [[ ! -d $dir ]]; then
-    mkdir -p "$cache/toolchain/$kind"
-    tmp=$(mktemp -d "$cache/toolchain/$kind/.build.XXXXXX")
+    mkdir -p "$(dirname "$dir")"
+    build_tmp=$(mktemp -d "$dir.tmp.XXXXXX")
     # We run in a command substitution: this trap only cleans up after this build.
-    trap 'rm -rf "$tmp"' EXIT
+    trap 'rm -rf "$build_tmp"' EXIT
     start=$SECONDS
-    "$fn" "$tmp"
-    mv "$tmp" "$dir"
-    log "built $kind in $((SECONDS - start)) s"
+    "$fn" "$build_tmp"
+    mv "$build_tmp" "$dir"
+    log "built $(basename "$dir") in $((SECONDS - start)) s"
   fi
   printf '%s\n' "$dir"
 }
 
-command -v go >/dev/null || die "go is needed to build the Pulumi toolchain (Go >= 1.26)"
 mkdir -p "$cache/toolchain"
 # One run at a time: two concurrent runs would build the same thing twice.
 exec 9>"$cache/toolchain/.lock"
@@ -89,7 +88,7 @@ cli_version=$(pinned pulumi github.com/pulumi/pulumi/pkg/v3)
 build_cli() {
   local out=$1/bin
   mkdir -p "$out"
-  log "building pulumi CLI $cli_version (cold builds take ~9 min on 2 cores, warm ones ~20 s)"
+  log "building pulumi CLI $cli_version (cold builds take ~7 min on 2 cores, warm ones ~15 s)"
   gobuild "$tools/pulumi" "$out/pulumi" github.com/pulumi/pulumi/pkg/v3/cmd/pulumi \
     "-X github.com/pulumi/pulumi/sdk/v3/go/common/version.Version=$cli_version"
   log "building pulumi-language-nodejs"
@@ -113,7 +112,7 @@ if [[ ${JETSON_FLEET_BUILD_PULUMI:-} != 1 ]] && found=$(command -v pulumi) && [[
   fi
 fi
 if [[ -z $bin ]]; then
-  bin=$(cached_build cli "$(inputs_hash "$tools/pulumi")" build_cli)/bin
+  bin=$(cached_build "$cache/toolchain/$cli_version-$(inputs_hash "$tools/pulumi")" build_cli)/bin
 fi
 
 # The plugins to provide: arguments, or the project's installed npm packages.
@@ -140,7 +139,7 @@ for spec in "${plugins[@]}"; do
   version=${spec##*@}
   [[ -n $name && -n $version && $spec == *@* ]] || die "expected NAME@VERSION, got '$spec'"
   if [[ -z ${RECIPES[$name]:-} ]]; then
-    log "skipping plugin $name $version: no source build for it in tools/ (its resources cannot be deployed here)"
+    log "skipping plugin $name $version: no Go module under tools/ builds it (add one and a RECIPES entry)"
     continue
   fi
   IFS='|' read -r moddir gomod mainpkg versionvar <<<"${RECIPES[$name]}"
@@ -149,10 +148,10 @@ for spec in "${plugins[@]}"; do
     die "npm declares plugin $name $version but tools/$moddir/go.mod pins $gomod ${want:-nothing}: make them match"
 
   build_plugin() {
-    log "building plugin $name $version (cold builds take a few minutes)"
+    log "building plugin $name $version (cold builds take ~3 min)"
     gobuild "$tools/$moddir" "$1/pulumi-resource-$name" "$mainpkg" "-X $versionvar=$version"
   }
-  plugin_bin=$(cached_build "plugin-$name-$version" "$(inputs_hash "$tools/$moddir")" build_plugin)/pulumi-resource-$name
+  plugin_bin=$(cached_build "$cache/toolchain/plugins/$name-$version-$(inputs_hash "$tools/$moddir")" build_plugin)/pulumi-resource-$name
 
   installed=$PULUMI_HOME/plugins/resource-$name-v$version/pulumi-resource-$name
   if ! cmp -s "$plugin_bin" "$installed"; then

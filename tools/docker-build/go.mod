@@ -2,15 +2,19 @@ module jetson-fleet/tools/docker-build
 
 go 1.26.0
 
-// pulumi-docker-build v0.0.22 requires pulumi-java v1.29.0 and
-// pulumi-language-dotnet v3.107.0, which the module proxy we use does not
-// serve (it only needs their schema "language" structs). The versions below
-// are the nearest ones that are served, are in the checksum database and
-// build together; they pull the pulumi SDK up to the CLI's v3.259.0, which we
-// pin explicitly so the provider and the CLI share it. Bump these together.
+// pulumi-docker-build v0.0.22 is built against a graph this module has to
+// adjust: it requires pulumi-java v1.29.0 and pulumi-language-dotnet v3.107.0,
+// which the module proxy we use does not serve (the provider only needs their
+// schema "language" structs), and the nearest served versions need a newer
+// pulumi SDK, whose schema API pulumi-go-provider v1.3.2 no longer matches.
+// So: pulumi SDK v3.259.0 (the CLI's), pulumi-java v1.33.0, dotnet v3.112.1,
+// pulumi-go-provider v1.5.0: served versions that build together (checked).
+// Bump them together with docker-build; tools/toolchain.sh checks that the
+// docker-build version matches the npm package's plugin version.
 require (
 	github.com/pulumi/pulumi-docker-build v0.0.22
 	github.com/pulumi/pulumi-dotnet/pulumi-language-dotnet/v3 v3.112.1 // indirect
+	github.com/pulumi/pulumi-go-provider v1.5.0 // indirect
 	github.com/pulumi/pulumi-java v1.33.0 // indirect
 	github.com/pulumi/pulumi/pkg/v3 v3.259.0 // indirect
 	github.com/pulumi/pulumi/sdk/v3 v3.259.0 // indirect
@@ -217,7 +221,6 @@ require (
 	github.com/prometheus/procfs v0.20.1 // indirect
 	github.com/pulumi/appdash v0.0.0-20231130102222-75f619a67231 // indirect
 	github.com/pulumi/inflector v0.2.1 // indirect
-	github.com/pulumi/pulumi-go-provider v1.3.2 // indirect
 	github.com/rcrowley/go-metrics v0.0.0-20250401214520-65e299d6c5c9 // indirect
 	github.com/regclient/regclient v0.11.5 // indirect
 	github.com/rivo/uniseg v0.4.7 // indirect
