@@ -24,6 +24,8 @@ export PATH
 cache=${JETSON_FLEET_CACHE:-$HOME/.cache/jetson-fleet}
 mkdir -p "$cache/state"
 export PULUMI_BACKEND_URL=${PULUMI_BACKEND_URL:-file://$cache/state}
+# Where tools/toolchain.sh installed the plugins.
+export PULUMI_HOME=${PULUMI_HOME:-$cache/pulumi-home}
 # The dev stack's secrets are keys of simulated hosts on this machine; a real stack sets its own.
 export PULUMI_CONFIG_PASSPHRASE=${PULUMI_CONFIG_PASSPHRASE-jetson-fleet-dev}
 export PULUMI_SKIP_UPDATE_CHECK=true PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true

@@ -2,7 +2,7 @@
 // Automation API, against a local file backend with passphrase secrets, on a throwaway copy of
 // the project so tests never touch the repository's stack files or state.
 import { copyFileSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { homedir, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { LocalWorkspace, PulumiCommand, type Stack } from "@pulumi/pulumi/automation/index.js";
 import { parse, stringify } from "yaml";
@@ -48,7 +48,8 @@ export function engineEnv(stateDir: string): Record<string, string> {
     PULUMI_CONFIG_PASSPHRASE: TEST_PASSPHRASE,
     PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
     PULUMI_SKIP_UPDATE_CHECK: "true",
-    PULUMI_HOME: process.env["PULUMI_HOME"] ?? join(dirname(bin), "..", "pulumi-home"),
+    // Where tools/toolchain.sh installed the plugins.
+    PULUMI_HOME: process.env["PULUMI_HOME"] ?? join(process.env["JETSON_FLEET_CACHE"] ?? join(homedir(), ".cache", "jetson-fleet"), "pulumi-home"),
     // The language host runs `node` from PATH: the pinned Node first.
     PATH: `${bin}:${dirname(process.execPath)}:${process.env["PATH"] ?? ""}`,
   };
@@ -69,7 +70,12 @@ export async function engineStack(spec: EngineStackSpec): Promise<EngineStack> {
   const stateDir = mkdtempSync(join(tmpdir(), "jetson-fleet-state-"));
   const pulumiCommand = await PulumiCommand.get({ root: dirname(pulumiBin()), skipVersionCheck: false });
   const stackFile = join(dir, `Pulumi.${spec.stack}.yaml`);
-  if (spec.stackFile) copyFileSync(join(REPO, spec.stackFile), stackFile);
+  if (spec.stackFile) {
+    // Without the repository's salt: the copy gets one for the test passphrase at stack init.
+    const doc = parse(readFileSync(join(REPO, spec.stackFile), "utf8")) as Record<string, unknown>;
+    delete doc["encryptionsalt"];
+    writeFileSync(stackFile, stringify(doc));
+  }
   const stack = await LocalWorkspace.createStack({ stackName: spec.stack, workDir: dir }, { pulumiCommand, envVars: engineEnv(stateDir) });
   if (spec.config) {
     // Structured config goes straight into the stack file, as a user would write it.
