@@ -1,2 +1,3 @@
 // The public API of jetson-fleet: everything another infra repo imports comes from here.
 export * from "./config/index.ts";
+export * from "./host/index.ts";

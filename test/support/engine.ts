@@ -49,7 +49,8 @@ export function engineEnv(stateDir: string): Record<string, string> {
     PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION: "true",
     PULUMI_SKIP_UPDATE_CHECK: "true",
     // Where tools/toolchain.sh installed the plugins.
-    PULUMI_HOME: process.env["PULUMI_HOME"] ?? join(process.env["JETSON_FLEET_CACHE"] ?? join(homedir(), ".cache", "jetson-fleet"), "pulumi-home"),
+    PULUMI_HOME:
+      process.env["PULUMI_HOME"] ?? join(process.env["JETSON_FLEET_CACHE"] ?? join(homedir(), ".cache", "jetson-fleet"), "pulumi-home"),
     // The language host runs `node` from PATH: the pinned Node first.
     PATH: `${bin}:${dirname(process.execPath)}:${process.env["PATH"] ?? ""}`,
   };

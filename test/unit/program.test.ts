@@ -1,23 +1,40 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { describe, it } from "node:test";
+import type * as pulumi from "@pulumi/pulumi";
 import { StackConfigError } from "../../components/index.ts";
 import { VALID_SECRET_PATHS, validConfig } from "../support/fixtures.ts";
-import { importFresh, unwrap, useMockStack } from "../support/mocks.ts";
+import { ResourceRecorder, importFresh, unwrap, useMockStack } from "../support/mocks.ts";
 
 const PROGRAM = join(import.meta.dirname, "..", "..", "index.ts");
 
 interface ProgramExports {
-  hosts: string[];
+  dockerHosts: pulumi.Output<Record<string, string>>;
+  hostFacts: pulumi.Output<Record<string, unknown>>;
+  hostVerification: pulumi.Output<Record<string, string>>;
   services: string[];
   deployTarget: string;
 }
 
 describe("index.ts", () => {
   it("exports the fleet described by a valid stack", async () => {
-    useMockStack({ stack: "unit", config: validConfig(), secretPaths: VALID_SECRET_PATHS });
+    const recorder = useMockStack(
+      { stack: "unit", config: validConfig(), secretPaths: VALID_SECRET_PATHS },
+      new ResourceRecorder((args) => (args.name.endsWith("-facts") ? { stdout: '{"l4tRelease":"36.4.3"}' } : { stdout: "ok" })),
+    );
     const program = await importFresh<ProgramExports>(PROGRAM);
-    assert.deepEqual(await unwrap(program.hosts), ["jetson-01", "jetson-02"]);
+    assert.deepEqual(await unwrap(program.dockerHosts), {
+      "jetson-01": "ssh://ubuntu@192.168.50.11:22",
+      "jetson-02": "ssh://ubuntu@jetson-02.lab:2222",
+    });
+    assert.deepEqual(await unwrap(program.hostFacts), { "jetson-01": { l4tRelease: "36.4.3" }, "jetson-02": { l4tRelease: "36.4.3" } });
+    assert.deepEqual(await unwrap(program.hostVerification), { "jetson-01": "ok", "jetson-02": "ok" });
+    // One JetsonHost per host, each with its five steps.
+    assert.deepEqual(
+      recorder.ofType("jetson:host:JetsonHost").map((r) => r.name),
+      ["jetson-01", "jetson-02"],
+    );
+    assert.equal(recorder.ofType("command:remote:Command").length, 10);
     assert.deepEqual(await unwrap(program.services), ["inference", "mediamtx"]);
     assert.equal(await unwrap(program.deployTarget), "compose");
   });

@@ -1,0 +1,106 @@
+// One Jetson (or simulated Jetson) reached over SSH: reads its facts, installs and pins the
+// Docker engine and the NVIDIA container toolkit, merges daemon.json, and verifies that a
+// container runs with the nvidia runtime. Each step is its own remote command whose trigger is
+// its script and parameters, so `pulumi preview` shows which steps would run and a second
+// `pulumi up` runs none.
+import * as command from "@pulumi/command";
+import * as pulumi from "@pulumi/pulumi";
+import type { HostSpec, RuntimeSpec } from "../config/index.ts";
+import { contentHash, hostCommand, renderHostScript, type Elevation, type HostScript } from "./scripts.ts";
+
+/** What the host was before this stack changed anything (from the facts step). */
+export interface HostFacts {
+  /** `36.4.3` from /etc/nv_tegra_release, or "" when the file is missing. */
+  readonly l4tRelease: string;
+  readonly os: string;
+  readonly arch: string;
+  readonly kernel: string;
+  /** Installed engine package version, or "". */
+  readonly dockerVersion: string;
+  /** Installed nvidia-container-toolkit version, or "". */
+  readonly nvidiaToolkitVersion: string;
+  readonly runtimes: readonly string[];
+  readonly defaultRuntime: string;
+  readonly dockerDataRoot: string;
+  readonly freeBytes: number;
+}
+
+export interface JetsonHostArgs {
+  /** The host: address, credentials, pinned host key, expected L4T release (a validated `HostSpec`). */
+  readonly host: HostSpec;
+  /** What to install and pin (a validated `RuntimeSpec`). */
+  readonly runtime: RuntimeSpec;
+  /**
+   * Image the verification runs with `--runtime nvidia`. Pulled if missing.
+   * @default a one-file busybox image made on the host, so verification needs no registry
+   * @example "nvcr.io/nvidia/l4t-base:r36.2.0"
+   */
+  readonly verifyImage?: string;
+  /**
+   * Seconds each SSH dial may take, and how many failed dials end the step.
+   * @default { perDialTimeout: 20, dialErrorLimit: 6 }
+   */
+  readonly dial?: { readonly perDialTimeout: number; readonly dialErrorLimit: number };
+}
+
+/** Bounded so an unreachable host fails in about two minutes instead of hanging the update. */
+export const DEFAULT_DIAL = { perDialTimeout: 20, dialErrorLimit: 6 } as const;
+
+export class JetsonHost extends pulumi.ComponentResource {
+  /** What the host was before this stack changed it. */
+  public readonly facts: pulumi.Output<HostFacts>;
+  /** The verification step's report. */
+  public readonly verification: pulumi.Output<string>;
+  /** `ssh://user@address:port`: the Docker endpoint for `@pulumi/docker` providers and `DOCKER_HOST`. */
+  public readonly dockerHost: pulumi.Output<string>;
+  /** The last step: depend on it to run after the host is ready. */
+  public readonly ready: command.remote.Command;
+
+  constructor(name: string, args: JetsonHostArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("jetson:host:JetsonHost", name, {}, opts);
+    const { host, runtime } = args;
+    const dial = args.dial ?? DEFAULT_DIAL;
+    const connection: command.types.input.remote.ConnectionArgs = {
+      host: host.address,
+      port: host.port,
+      user: host.user,
+      privateKey: pulumi.secret(host.privateKey),
+      ...(host.hostKey ? { hostKey: host.hostKey } : {}),
+      perDialTimeout: dial.perDialTimeout,
+      dialErrorLimit: dial.dialErrorLimit,
+    };
+    const elevation: Elevation = host.user === "root" ? "root" : host.sudoPassword ? "sudo-password" : "sudo";
+    const aptSources = runtime.aptSources.join("\n");
+
+    let previous: command.remote.Command | undefined;
+    const step = (id: HostScript, env: Record<string, string>): command.remote.Command => {
+      const script = renderHostScript(id);
+      const create = hostCommand(script, env, elevation);
+      const cmd = new command.remote.Command(
+        `${name}-${id}`,
+        {
+          connection,
+          create,
+          triggers: [contentHash(create)],
+          ...(host.sudoPassword ? { stdin: pulumi.secret(`${host.sudoPassword}\n`) } : {}),
+          addPreviousOutputInEnv: false,
+        },
+        { parent: this, ...(previous ? { dependsOn: [previous] } : {}) },
+      );
+      previous = cmd;
+      return cmd;
+    };
+
+    const facts = step("facts", { DOCKER_PACKAGE: runtime.docker.package, EXPECTED_L4T: host.l4tRelease });
+    step("install-docker", { DOCKER_PACKAGE: runtime.docker.package, DOCKER_VERSION: runtime.docker.version, APT_SOURCES: aptSources });
+    step("install-nvidia-toolkit", { NVIDIA_TOOLKIT_VERSION: runtime.nvidiaToolkitVersion, APT_SOURCES: aptSources });
+    const nvidiaDefault = String(runtime.nvidiaDefaultRuntime);
+    step("configure-docker", { DAEMON_JSON: JSON.stringify(runtime.daemonJson), NVIDIA_DEFAULT_RUNTIME: nvidiaDefault });
+    this.ready = step("verify", { NVIDIA_DEFAULT_RUNTIME: nvidiaDefault, ...(args.verifyImage ? { VERIFY_IMAGE: args.verifyImage } : {}) });
+
+    this.facts = facts.stdout.apply((out) => JSON.parse(out) as HostFacts);
+    this.verification = this.ready.stdout.apply((out) => out.trim().split("\n").pop() ?? "");
+    this.dockerHost = pulumi.output(`ssh://${host.user}@${host.address}:${host.port}`);
+    this.registerOutputs({ facts: this.facts, verification: this.verification, dockerHost: this.dockerHost });
+  }
+}

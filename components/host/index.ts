@@ -1,0 +1,2 @@
+export * from "./JetsonHost.ts";
+export * from "./scripts.ts";

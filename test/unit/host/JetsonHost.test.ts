@@ -1,0 +1,147 @@
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import * as pulumi from "@pulumi/pulumi";
+import { parse as parseShell } from "shell-quote";
+import { HOST_SCRIPTS, HostSpec, JetsonHost, RuntimeSpec, contentHash, hostCommand, renderHostScript } from "../../../components/index.ts";
+import { clientKey, hostKey } from "../../support/fixtures.ts";
+import { ResourceRecorder, unwrap, useMockStack } from "../../support/mocks.ts";
+
+const FACTS = {
+  l4tRelease: "36.4.3",
+  os: "Ubuntu 22.04.5 LTS",
+  arch: "arm64",
+  kernel: "5.15.148-tegra",
+  dockerVersion: "",
+  nvidiaToolkitVersion: "",
+  runtimes: [],
+  defaultRuntime: "",
+  dockerDataRoot: "/var/lib/docker",
+  freeBytes: 51200000000,
+};
+
+function recorder() {
+  return new ResourceRecorder((args) =>
+    args.type === "command:remote:Command"
+      ? { stdout: args.name.endsWith("-facts") ? JSON.stringify(FACTS) : "verified: nvidia runtime listed (default)\n", stderr: "" }
+      : {},
+  );
+}
+
+const host = HostSpec.parse({
+  name: "orin-01",
+  address: "192.168.50.11",
+  user: "fleet",
+  privateKey: clientKey.privateKey,
+  hostKey: hostKey.publicKey,
+  l4tRelease: "36.4.3",
+});
+const runtime = RuntimeSpec.parse({
+  docker: { version: "27.5.1" },
+  nvidiaToolkitVersion: "1.16.2-1",
+  aptSources: ["deb [trusted=yes] file:/opt/repo ./"],
+});
+
+/** A JetsonHost under mocks, once all its steps are registered (the last one has resolved). */
+async function build(spec: HostSpec = host) {
+  const rec = useMockStack({ stack: "unit", config: {} }, recorder());
+  const h = new JetsonHost("orin-01", { host: spec, runtime });
+  await unwrap(h.verification);
+  return { rec, h };
+}
+
+/** The env assignments and script of a rendered command line. */
+function decode(create: string): { prefix: string[]; env: Record<string, string>; script: string } {
+  const words = parseShell(create).map(String);
+  const envAt = words.indexOf("env");
+  const bashAt = words.indexOf("bash");
+  const env = Object.fromEntries(words.slice(envAt + 1, bashAt).map((w) => [w.slice(0, w.indexOf("=")), w.slice(w.indexOf("=") + 1)]));
+  return { prefix: words.slice(0, envAt), env, script: words[bashAt + 2] ?? "" };
+}
+
+describe("JetsonHost", () => {
+  it("runs the five steps in order, each with its script, parameters and trigger", async () => {
+    const { rec, h } = await build();
+    const facts = await unwrap(h.facts);
+    assert.deepEqual(facts, FACTS);
+    const commands = rec.ofType("command:remote:Command");
+    assert.deepEqual(
+      commands.map((c) => c.name),
+      HOST_SCRIPTS.map((s) => `orin-01-${s}`),
+    );
+    const envs = commands.map((c) => decode(c.inputs["create"] as string));
+    assert.deepEqual(
+      envs.map((e) => e.env),
+      [
+        { DOCKER_PACKAGE: "docker-ce", EXPECTED_L4T: "36.4.3" },
+        { DOCKER_PACKAGE: "docker-ce", DOCKER_VERSION: "27.5.1", APT_SOURCES: "deb [trusted=yes] file:/opt/repo ./" },
+        { NVIDIA_TOOLKIT_VERSION: "1.16.2-1", APT_SOURCES: "deb [trusted=yes] file:/opt/repo ./" },
+        { DAEMON_JSON: '{"log-driver":"json-file","log-opts":{"max-size":"10m","max-file":"3"}}', NVIDIA_DEFAULT_RUNTIME: "true" },
+        { NVIDIA_DEFAULT_RUNTIME: "true" },
+      ],
+    );
+    envs.forEach((e, i) => {
+      assert.deepEqual(e.prefix, ["sudo", "-n"]);
+      assert.equal(e.script, renderHostScript(HOST_SCRIPTS[i] ?? "facts"));
+      assert.deepEqual(commands[i]?.inputs["triggers"], [contentHash(commands[i]?.inputs["create"] as string)]);
+      assert.equal(commands[i]?.inputs["addPreviousOutputInEnv"], false);
+    });
+    assert.equal(await unwrap(h.dockerHost), "ssh://fleet@192.168.50.11:22");
+    assert.equal(await unwrap(h.verification), "verified: nvidia runtime listed (default)");
+  });
+
+  it("connects with the pinned host key, a secret private key and bounded dials", async () => {
+    const { rec } = await build();
+    assert.equal(rec.ofType("command:remote:Command").length, 5);
+    for (const c of rec.ofType("command:remote:Command")) {
+      // The whole connection reaches the provider (and the state) as a secret, because the key is one.
+      assert.deepEqual(c.inputs["connection"], {
+        [pulumi.runtime.specialSigKey]: pulumi.runtime.specialSecretSig,
+        value: {
+          host: "192.168.50.11",
+          port: 22,
+          user: "fleet",
+          privateKey: clientKey.privateKey,
+          hostKey: hostKey.publicKey,
+          perDialTimeout: 20,
+          dialErrorLimit: 6,
+        },
+      });
+    }
+  });
+
+  it("keeps the private key and the sudo password secret", async () => {
+    const { h } = await build({ ...host, sudoPassword: "hunter2" });
+    const step = h.ready;
+    // The sudo password goes through standard input, never the command line.
+    const create = await unwrap(step.create);
+    assert.doesNotMatch(create ?? "", /hunter2/);
+    assert.deepEqual(decode(create ?? "").prefix, ["sudo", "-S", "-p", ""]);
+    assert.equal(await pulumi.isSecret(step.stdin), true);
+    assert.equal(await unwrap(step.stdin), "hunter2\n");
+  });
+
+  it("leaves the host's packages in place on delete (no delete command)", async () => {
+    const { rec } = await build();
+    assert.equal(rec.ofType("command:remote:Command").length, 5);
+    for (const c of rec.ofType("command:remote:Command")) assert.equal(c.inputs["delete"], undefined);
+  });
+
+  it("changes a step's trigger when its script or parameters change, and only that step's", () => {
+    const a = hostCommand(renderHostScript("install-docker"), { DOCKER_PACKAGE: "docker-ce", DOCKER_VERSION: "27.5.1" }, "sudo");
+    const b = hostCommand(renderHostScript("install-docker"), { DOCKER_PACKAGE: "docker-ce", DOCKER_VERSION: "27.5.0" }, "sudo");
+    assert.notEqual(contentHash(a), contentHash(b));
+    assert.equal(
+      contentHash(a),
+      contentHash(hostCommand(renderHostScript("install-docker"), { DOCKER_PACKAGE: "docker-ce", DOCKER_VERSION: "27.5.1" }, "sudo")),
+    );
+  });
+});
+
+describe("renderHostScript", () => {
+  it("inlines the apt library so the script stands alone", () => {
+    const text = renderHostScript("install-nvidia-toolkit");
+    assert.doesNotMatch(text, /source "\$\(dirname/);
+    assert.match(text, /^apt_install_pinned\(\) \{/m);
+    assert.match(text, /"libnvidia-container1=\$version"/);
+  });
+});
