@@ -22,12 +22,14 @@ fi
 
 if [[ -f $file ]] && jq -e --slurpfile new "$tmp" '. == $new[0]' "$file" >/dev/null; then
   echo "daemon.json unchanged; Docker not restarted"
-  exit 0
+  # A re-run after an interruption may find the engine stopped: start it, configuration as is.
+  systemctl is-active --quiet docker.service || systemctl start docker.service
+else
+  chmod 0644 "$tmp"
+  mv "$tmp" "$file"
+  echo "daemon.json changed; restarting Docker"
+  systemctl restart docker.service
 fi
-chmod 0644 "$tmp"
-mv "$tmp" "$file"
-echo "daemon.json changed; restarting Docker"
-systemctl restart docker.service
 for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && exit 0; sleep 1; done
-echo "Docker did not come back after the restart: journalctl -u docker.service" >&2
+echo "Docker is not answering: journalctl -u docker.service" >&2
 exit 1
