@@ -111,9 +111,12 @@ async function stopChild(child: ChildProcess, dir: string): Promise<void> {
   rmSync(dir, { recursive: true, force: true });
 }
 
+const scratch: string[] = [];
+process.once("exit", () => scratch.forEach((dir) => rmSync(dir, { recursive: true, force: true })));
+
 /** A temp directory removed when the test process exits. */
 export function scratchDir(prefix: string): string {
   const dir = mkdtempSync(join(tmpdir(), `jetson-fleet-${prefix}-`));
-  process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
+  scratch.push(dir);
   return dir;
 }

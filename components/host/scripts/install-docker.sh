@@ -4,7 +4,7 @@
 # only what differs, starts the engine.
 set -euo pipefail
 : "${DOCKER_PACKAGE:?}" "${DOCKER_VERSION:?}"
-# shellcheck source=apt-lib.sh
+# shellcheck source-path=SCRIPTDIR source=apt-lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/apt-lib.sh" # inlined by renderHostScript
 
 apt_recover

@@ -3,7 +3,7 @@
 # Idempotent and convergent like install-docker.sh.
 set -euo pipefail
 : "${NVIDIA_TOOLKIT_VERSION:?}"
-# shellcheck source=apt-lib.sh
+# shellcheck source-path=SCRIPTDIR source=apt-lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/apt-lib.sh" # inlined by renderHostScript
 
 apt_recover

@@ -25,4 +25,6 @@ else
   set -- "${command[@]}"
 fi
 docker run --rm --runtime nvidia -e NVIDIA_VISIBLE_DEVICES=all "$image" "$@"
-echo "verified: nvidia runtime listed${NVIDIA_DEFAULT_RUNTIME/true/ (default)}${NVIDIA_DEFAULT_RUNTIME/false/}, container ran with --runtime nvidia"
+as_default=
+[[ $NVIDIA_DEFAULT_RUNTIME == true ]] && as_default=" (default)"
+echo "verified: nvidia runtime listed$as_default, container ran with --runtime nvidia"

@@ -1,0 +1,154 @@
+// The host scripts on simulated Jetsons over real SSH, sent exactly as JetsonHost's steps send
+// them (same command lines, sudo password on stdin): install, pin, merge, verify; a second run
+// changes nothing; injected faults converge on the next run.
+import assert from "node:assert/strict";
+import { after, before, describe, it } from "node:test";
+import { HOST_SCRIPTS, RuntimeSpec, hostCommand, renderHostScript, type HostScript } from "../../../components/index.ts";
+import { ssh, startSims, type SimFleet, type SimHost } from "../../support/jetson-sim.ts";
+
+const runtime = RuntimeSpec.parse({
+  docker: { package: "docker.io", version: "20.10.24+dfsg1-1+deb12u1" },
+  nvidiaToolkitVersion: "1.16.2-1",
+  // Like a Jetson, the sims come with NVIDIA's (stand-in) L4T repository configured.
+  aptSources: [],
+});
+
+function envFor(id: HostScript, l4t = "36.4.3"): Record<string, string> {
+  const apt = runtime.aptSources.join("\n");
+  const nvidiaDefault = String(runtime.nvidiaDefaultRuntime);
+  switch (id) {
+    case "facts":
+      return { DOCKER_PACKAGE: runtime.docker.package, EXPECTED_L4T: l4t };
+    case "install-docker":
+      return { DOCKER_PACKAGE: runtime.docker.package, DOCKER_VERSION: runtime.docker.version, APT_SOURCES: apt };
+    case "install-nvidia-toolkit":
+      return { NVIDIA_TOOLKIT_VERSION: runtime.nvidiaToolkitVersion, APT_SOURCES: apt };
+    case "configure-docker":
+      return { DAEMON_JSON: JSON.stringify(runtime.daemonJson), NVIDIA_DEFAULT_RUNTIME: nvidiaDefault };
+    case "verify":
+      return { NVIDIA_DEFAULT_RUNTIME: nvidiaDefault };
+  }
+}
+
+let fleet: SimFleet;
+async function step(host: SimHost, id: HostScript, env = envFor(id)) {
+  return ssh(fleet, host, hostCommand(renderHostScript(id), env, "sudo-password"), { input: `${fleet.sudoPassword}\n` });
+}
+/** Runs a root shell script on the host (sent on stdin after the sudo password). */
+async function sh(host: SimHost, command: string) {
+  const r = await ssh(fleet, host, "sudo -S -p '' sh -s", { input: `${fleet.sudoPassword}\n${command}\n` });
+  assert.equal(r.code, 0, `${command}: ${r.stderr}`);
+  return r.stdout;
+}
+async function bootstrap(host: SimHost): Promise<Record<HostScript, string>> {
+  const out: Partial<Record<HostScript, string>> = {};
+  for (const id of HOST_SCRIPTS) {
+    const r = await step(host, id);
+    assert.equal(r.code, 0, `${host.name} ${id} failed (${r.code}):\n${r.stdout}\n${r.stderr}`);
+    out[id] = r.stdout;
+  }
+  return out as Record<HostScript, string>;
+}
+const dockerStarted = (host: SimHost) => sh(host, "systemctl show -p ActiveEnterTimestampMonotonic docker.service");
+
+describe("host scripts on simulated Jetsons", { timeout: 30 * 60_000 }, () => {
+  let a: SimHost;
+  let b: SimHost;
+  before(async () => {
+    fleet = await startSims(2, { prefix: "jetson-sim-bootstrap" });
+    [a, b] = fleet.hosts as [SimHost, SimHost];
+    // A key the host already had: it must survive the merge (a valid daemon option, or dockerd refuses to start).
+    for (const h of [a, b]) await sh(h, `mkdir -p /etc/docker && echo '{"max-concurrent-downloads": 2}' > /etc/docker/daemon.json`);
+  });
+  after(() => fleet.stop());
+
+  it("refuses a host whose L4T release differs, before any change", async () => {
+    const r = await step(a, "facts", envFor("facts", "35.4.1"));
+    assert.equal(r.code, 3);
+    assert.equal(r.stderr.trim(), "L4T release is 36.4.3, expected 35.4.1; nothing was changed on this host");
+    assert.equal(await sh(a, "dpkg-query -W -f='${db:Status-Status}' docker.io 2>/dev/null || true"), "");
+  });
+
+  it("bootstraps two hosts in parallel: pinned, merged, verified", async () => {
+    const [ra, rb] = await Promise.all([bootstrap(a), bootstrap(b)]);
+    for (const [h, r] of [
+      [a, ra],
+      [b, rb],
+    ] as const) {
+      const facts = JSON.parse(r.facts) as Record<string, unknown>;
+      assert.equal(facts["l4tRelease"], "36.4.3");
+      assert.equal(facts["dockerVersion"], "");
+      assert.match(r.verify, /^verified: nvidia runtime listed \(default\), container ran with --runtime nvidia$/m);
+      const daemon = JSON.parse(await sh(h, "cat /etc/docker/daemon.json")) as Record<string, unknown>;
+      assert.deepEqual(daemon, {
+        "max-concurrent-downloads": 2,
+        "log-driver": "json-file",
+        "log-opts": { "max-size": "10m", "max-file": "3" },
+        runtimes: { nvidia: { args: [], path: "nvidia-container-runtime" } },
+        "default-runtime": "nvidia",
+      });
+      const held = (await sh(h, "apt-mark showhold")).trim().split("\n").sort();
+      assert.deepEqual(held, [
+        "docker.io",
+        "libnvidia-container-tools",
+        "libnvidia-container1",
+        "nvidia-container-toolkit",
+        "nvidia-container-toolkit-base",
+      ]);
+      assert.equal((await sh(h, "dpkg-query -W -f='${Version}' nvidia-container-toolkit-base")).trim(), "1.16.2-1");
+    }
+  });
+
+  it("changes nothing on a second run and does not restart Docker", async () => {
+    const started = await dockerStarted(a);
+    const r = await bootstrap(a);
+    assert.match(r["install-docker"], /^already installed: docker\.io=/m);
+    assert.match(r["install-nvidia-toolkit"], /^already installed: nvidia-container-toolkit=1\.16\.2-1/m);
+    assert.match(r["configure-docker"], /^daemon\.json unchanged; Docker not restarted$/m);
+    assert.equal(await dockerStarted(a), started);
+  });
+
+  it("converges after dockerd was stopped", async () => {
+    await sh(b, "systemctl stop docker.service docker.socket");
+    assert.notEqual((await step(b, "verify")).code, 0, "verification fails while the engine is down");
+    const r = await step(b, "configure-docker");
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal((await step(b, "verify")).code, 0);
+  });
+
+  it("waits for a dpkg lock held by another process", async () => {
+    await sh(b, "apt-mark unhold nvidia-container-toolkit >/dev/null; (flock /var/lib/dpkg/lock-frontend sleep 15 >/dev/null 2>&1 &)");
+    const r = await step(b, "install-nvidia-toolkit");
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(await sh(b, "apt-mark showhold"), /^nvidia-container-toolkit$/m);
+  });
+
+  it("finishes a half-installed package", async () => {
+    // Unpacked but never configured: what an install cut off mid-way leaves.
+    await sh(
+      b,
+      "apt-mark unhold libnvidia-container1 >/dev/null; dpkg --unpack /opt/nvidia-l4t-repo/libnvidia-container1_1.16.2-1_*.deb >/dev/null",
+    );
+    assert.match(await sh(b, "dpkg-query -W -f='${db:Status-Status}' libnvidia-container1"), /unpacked|half-configured/);
+    const r = await step(b, "install-nvidia-toolkit");
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(await sh(b, "dpkg-query -W -f='${db:Status-Status}' libnvidia-container1"), "installed");
+  });
+
+  it("converges after the SSH connection is cut mid-install", async () => {
+    await sh(b, "apt-mark unhold docker.io >/dev/null; apt-get -y -q remove docker.io >/dev/null");
+    // Start the install; once dpkg is at work, kill the sshd session that runs it: the connection
+    // drops and the install gets SIGHUP mid-way.
+    const cut = step(b, "install-docker");
+    await sh(
+      b,
+      `for i in $(seq 1 600); do pgrep -x dpkg >/dev/null && break; sleep 0.1; done
+       p=$(pgrep -f 'Installs the Docker engine' | head -n 1)
+       while [ -n "$p" ] && [ "$(ps -o comm= -p "$p")" != sshd ]; do p=$(ps -o ppid= -p "$p" | tr -d ' '); done
+       kill -9 "$p"`,
+    );
+    assert.notEqual((await cut).code, 0, "the install was cut off");
+    const r = await bootstrap(b);
+    assert.match(r.verify, /^verified:/m);
+  });
+});
