@@ -24,8 +24,25 @@ export PULUMI_HOME=${PULUMI_HOME:-$cache/pulumi-home}
 export PULUMI_SKIP_UPDATE_CHECK=true
 
 # Plugins we can build: NAME -> "tools module dir|Go module|main package|version variable".
+# The main package is the provider's own, or ours (./cmd/...) when the provider's cannot be built
+# from its published module.
 declare -A RECIPES=(
   [docker-build]="docker-build|github.com/pulumi/pulumi-docker-build|github.com/pulumi/pulumi-docker-build/provider/cmd/pulumi-resource-docker-build|github.com/pulumi/pulumi-docker-build/provider.Version"
+  [kubernetes]="kubernetes|github.com/pulumi/pulumi-kubernetes/provider/v4|./cmd/pulumi-resource-kubernetes|github.com/pulumi/pulumi-kubernetes/provider/v4/pkg/version.Version"
+)
+
+# Pins that are pseudo-versions of a release commit (the module is not tagged at its own path):
+# "Go module@pseudo-version" -> the release. Update with the go.mod pin.
+declare -A RELEASES=(
+  [github.com/pulumi/pulumi-kubernetes/provider/v4@v4.0.0-20260115033456-f47bc2d6f199]=4.25.0
+)
+
+# Files of the Go module that our main package embeds (go:embed only reads its own directory):
+# NAME -> paths inside the module, each mapped by `go build -overlay` to its base name in the main
+# package's directory. They are read from the module cache at build time, so the repository keeps
+# no copies of upstream files and the go.sum hash of the pinned module stands for their content.
+declare -A EMBEDS=(
+  [kubernetes]="cmd/pulumi-resource-kubernetes/schema.json cmd/pulumi-resource-kubernetes/terraform-mapping.json"
 )
 
 log() { printf '%s\n' "toolchain: $*" >&2; }
@@ -35,7 +52,13 @@ die() {
 }
 
 # The version a tools module's go.mod pins for a Go module (no network: go.mod is the truth).
-pinned() { awk -v m="$2" '$1 == m && $2 ~ /^v/ { print $2; exit }' "$tools/$1/go.mod"; }
+pinned() { awk -v m="$2" '{ sub(/^require[ \t]+/, "") } $1 == m && $2 ~ /^v/ { print $2; exit }' "$tools/$1/go.mod"; }
+
+# A JSON string holding $1.
+json_string() {
+  local s=${1//\\/\\\\}
+  printf '"%s"' "${s//\"/\\\"}"
+}
 
 # A short hash of the Go toolchain, this script and the given files or directories.
 inputs_hash() {
@@ -47,12 +70,15 @@ inputs_hash() {
   } | sha256sum | cut -c1-16
 }
 
-# go build, quietly unless it fails; the build cache and module cache stay in their defaults
-# (under the home directory) so that they survive between runs.
+# go build [FLAGS...], quietly unless it fails; the build cache and module cache stay in their
+# defaults (under the home directory) so that they survive between runs. Modules are verified
+# against the tools module's go.sum: the checksum database is not needed, even for modules it
+# does not know.
 gobuild() {
   local dir=$1 out=$2 pkg=$3 ldflags=$4 buildlog
+  shift 4
   buildlog=$(mktemp)
-  if ! (cd "$dir" && go build -trimpath -buildvcs=false -ldflags "$ldflags" -o "$out" "$pkg") >"$buildlog" 2>&1; then
+  if ! (cd "$dir" && go build -trimpath -buildvcs=false "$@" -ldflags "$ldflags" -o "$out" "$pkg") >"$buildlog" 2>&1; then
     cat "$buildlog" >&2
     rm -f "$buildlog"
     die "go build $pkg failed"
@@ -144,12 +170,28 @@ for spec in "${plugins[@]}"; do
   fi
   IFS='|' read -r moddir gomod mainpkg versionvar <<<"${RECIPES[$name]}"
   want=$(pinned "$moddir" "$gomod")
-  [[ ${want#v} == "$version" ]] ||
-    die "npm declares plugin $name $version but tools/$moddir/go.mod pins $gomod ${want:-nothing}: make them match"
+  release=${RELEASES[$gomod@$want]:-${want#v}}
+  [[ $release == "$version" ]] ||
+    die "npm declares plugin $name $version but tools/$moddir/go.mod pins $gomod ${want:-nothing}${RELEASES[$gomod@$want]:+ (release ${RELEASES[$gomod@$want]})}: make them match"
 
   build_plugin() {
-    log "building plugin $name $version (cold builds take ~3 min)"
-    gobuild "$tools/$moddir" "$1/pulumi-resource-$name" "$mainpkg" "-X $versionvar=$version"
+    local flags=() src file sep=''
+    if [[ -n ${EMBEDS[$name]:-} ]]; then
+      src=$(cd "$tools/$moddir" && go mod download "$gomod" && go list -m -f '{{.Dir}}' "$gomod") ||
+        die "cannot download $gomod $want (tools/$moddir/go.sum)"
+      {
+        printf '{"Replace":{'
+        for file in ${EMBEDS[$name]}; do
+          printf '%s%s:%s' "$sep" "$(json_string "$tools/$moddir/${mainpkg#./}/${file##*/}")" "$(json_string "$src/$file")"
+          sep=,
+        done
+        printf '}}\n'
+      } >"$1/overlay.json"
+      flags=(-overlay "$1/overlay.json")
+    fi
+    log "building plugin $name $version (cold builds take minutes: ~3 for docker-build, ~20 for kubernetes)"
+    gobuild "$tools/$moddir" "$1/pulumi-resource-$name" "$mainpkg" "-X $versionvar=$version" "${flags[@]}"
+    rm -f "$1/overlay.json"
   }
   plugin_bin=$(cached_build "$cache/toolchain/plugins/$name-$version-$(inputs_hash "$tools/$moddir")" build_plugin)/pulumi-resource-$name
 
