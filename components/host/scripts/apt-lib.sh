@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Shared by the install steps (sourced, not run): apt that waits for other package managers,
+# Shared by the host steps (sourced, not run): apt that waits for other package managers,
 # finishes interrupted runs, and installs exact versions held against upgrades.
 export DEBIAN_FRONTEND=noninteractive
 # Waits for a dpkg lock held by another process (unattended-upgrades, a user's apt) instead of failing.
@@ -33,16 +33,21 @@ apt_sources() {
 # "5:27.5.1-1~ubuntu.22.04~jammy"); fails when none or several match.
 apt_version() {
   local pkg=$1 want=$2 matches
-  matches=$(apt-cache madison "$pkg" | awk -v w="$want" '{ v = $3; sub(/^[0-9]+:/, "", v) } $3 == w || index(v, w) == 1 { print $3 }' | sort -u)
+  matches=$(apt_matches "$pkg" "$want")
   if [[ -z $matches ]]; then
     "${APT[@]}" update >&2
-    matches=$(apt-cache madison "$pkg" | awk -v w="$want" '{ v = $3; sub(/^[0-9]+:/, "", v) } $3 == w || index(v, w) == 1 { print $3 }' | sort -u)
+    matches=$(apt_matches "$pkg" "$want")
   fi
   case $(printf '%s' "$matches" | grep -c .) in
     1) printf '%s\n' "$matches" ;;
     0) echo "no version of $pkg matches $want in the configured apt sources" >&2; return 1 ;;
     *) echo "several versions of $pkg match $want: $(tr '\n' ' ' <<<"$matches"); pin the exact one" >&2; return 1 ;;
   esac
+}
+
+# The known versions of PACKAGE equal to, or (without epoch) starting with, VERSION.
+apt_matches() {
+  apt-cache madison "$1" | awk -v w="$2" '{ v = $3; sub(/^[0-9]+:/, "", v) } $3 == w || index(v, w) == 1 { print $3 }' | sort -u
 }
 
 installed_version() {

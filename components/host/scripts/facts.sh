@@ -12,9 +12,8 @@ json() { # a JSON string: escape backslashes, quotes and control characters
   s=${s//$'\t'/\\t}
   printf '"%s"' "$s"
 }
-installed() { # the installed version of a package, or nothing
-  dpkg-query -W -f='${db:Status-Status} ${Version}' "$1" 2>/dev/null | awk '$1 == "installed" { print $2 }'
-}
+# shellcheck source-path=SCRIPTDIR source=apt-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/apt-lib.sh" # inlined by renderHostScript
 
 l4t=
 if [[ -r /etc/nv_tegra_release ]]; then
@@ -42,7 +41,7 @@ runtime_list=
 for r in $runtimes; do runtime_list+="${runtime_list:+,}$(json "$r")"; done
 printf '{"l4tRelease":%s,"os":%s,"arch":%s,"kernel":%s,"dockerVersion":%s,"nvidiaToolkitVersion":%s,"runtimes":[%s],"defaultRuntime":%s,"dockerDataRoot":%s,"freeBytes":%s}\n' \
   "$(json "$l4t")" "$(json "$os")" "$(json "$(dpkg --print-architecture)")" "$(json "$(uname -r)")" \
-  "$(json "$(installed "$DOCKER_PACKAGE")")" "$(json "$(installed nvidia-container-toolkit)")" \
+  "$(json "$(installed_version "$DOCKER_PACKAGE")")" "$(json "$(installed_version nvidia-container-toolkit)")" \
   "$runtime_list" "$(json "$default_runtime")" "$(json "$data_root")" "${free_bytes:-0}"
 
 if [[ -n $EXPECTED_L4T && $l4t != "$EXPECTED_L4T" && $l4t != "$EXPECTED_L4T".* ]]; then
