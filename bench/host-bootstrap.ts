@@ -5,7 +5,10 @@
 import { HOST_SCRIPTS, RuntimeSpec, hostCommand, renderHostScript, type HostScript } from "../components/index.ts";
 import { ssh, startSims, type SimFleet, type SimHost } from "../test/support/jetson-sim.ts";
 
-const runtime = RuntimeSpec.parse({ docker: { package: "docker.io", version: "20.10.24+dfsg1-1+deb12u1" }, nvidiaToolkitVersion: "1.16.2-1" });
+const runtime = RuntimeSpec.parse({
+  docker: { package: "docker.io", version: "20.10.24+dfsg1-1+deb12u1" },
+  nvidiaToolkitVersion: "1.16.2-1",
+});
 const env: Record<HostScript, Record<string, string>> = {
   facts: { DOCKER_PACKAGE: "docker.io", EXPECTED_L4T: "36.4.3" },
   "install-docker": { DOCKER_PACKAGE: "docker.io", DOCKER_VERSION: runtime.docker.version },
