@@ -62,6 +62,8 @@ for tier in "${tiers[@]}"; do
       step "Pulumi toolchain"
       JETSON_FLEET_PULUMI_BIN=$(tools/toolchain.sh | tail -n 1)
       export JETSON_FLEET_PULUMI_BIN
+      step "BuildKit daemon (for @pulumi/docker-build)"
+      tools/buildkit.sh build >/dev/null
       run_tier engine
       ;;
     *) echo "tools/test.sh: unknown tier '$tier' (expected lint, unit, integration or engine)" >&2; exit 2 ;;

@@ -1,7 +1,7 @@
 // The engine tier's harness: the real Pulumi CLI (built by tools/toolchain.sh) driven through the
 // Automation API, against a local file backend with passphrase secrets, on a throwaway copy of
 // the project so tests never touch the repository's stack files or state.
-import { copyFileSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { homedir, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { LocalWorkspace, PulumiCommand, type Stack } from "@pulumi/pulumi/automation/index.js";
@@ -28,6 +28,13 @@ export interface EngineStackSpec {
   readonly secrets?: Record<string, string>;
   /** A stack file of the repository to start from (e.g. `Pulumi.dev.yaml`). */
   readonly stackFile?: string;
+  /**
+   * A program directory of the repository to run instead of the project (e.g.
+   * `test/engine/programs/gpu-image`); config keys then take its project name.
+   */
+  readonly program?: string;
+  /** Extra environment for every engine run (e.g. `BUILDX_CONFIG`). */
+  readonly env?: Record<string, string>;
 }
 
 export interface EngineStack {
@@ -66,8 +73,23 @@ export function projectCopy(): string {
   return dir;
 }
 
+/**
+ * A copy of a program directory of the repository: its files linked (so its relative imports
+ * resolve inside the repository), the repository's node_modules linked beside them.
+ */
+export function programCopy(program: string): string {
+  const dir = mkdtempSync(join(tmpdir(), "jetson-fleet-program-"));
+  for (const entry of readdirSync(join(REPO, program))) {
+    if (entry === "Pulumi.yaml") copyFileSync(join(REPO, program, entry), join(dir, entry));
+    else symlinkSync(join(REPO, program, entry), join(dir, entry));
+  }
+  symlinkSync(join(REPO, "node_modules"), join(dir, "node_modules"));
+  return dir;
+}
+
 export async function engineStack(spec: EngineStackSpec): Promise<EngineStack> {
-  const dir = projectCopy();
+  const dir = spec.program ? programCopy(spec.program) : projectCopy();
+  const project = spec.program ? (parse(readFileSync(join(dir, "Pulumi.yaml"), "utf8")) as { name: string }).name : PROJECT;
   const stateDir = mkdtempSync(join(tmpdir(), "jetson-fleet-state-"));
   const pulumiCommand = await PulumiCommand.get({ root: dirname(pulumiBin()), skipVersionCheck: false });
   const stackFile = join(dir, `Pulumi.${spec.stack}.yaml`);
@@ -77,15 +99,21 @@ export async function engineStack(spec: EngineStackSpec): Promise<EngineStack> {
     delete doc["encryptionsalt"];
     writeFileSync(stackFile, stringify(doc));
   }
-  const stack = await LocalWorkspace.createStack({ stackName: spec.stack, workDir: dir }, { pulumiCommand, envVars: engineEnv(stateDir) });
+  const stack = await LocalWorkspace.createStack(
+    { stackName: spec.stack, workDir: dir },
+    {
+      pulumiCommand,
+      envVars: { ...engineEnv(stateDir), ...spec.env },
+    },
+  );
   if (spec.config) {
     // Structured config goes straight into the stack file, as a user would write it.
     const doc = (parse(readFileSync(stackFile, "utf8")) ?? {}) as { config?: Record<string, unknown> };
-    doc.config = { ...doc.config, ...Object.fromEntries(Object.entries(spec.config).map(([k, v]) => [`${PROJECT}:${k}`, v])) };
+    doc.config = { ...doc.config, ...Object.fromEntries(Object.entries(spec.config).map(([k, v]) => [`${project}:${k}`, v])) };
     writeFileSync(stackFile, stringify(doc));
   }
   for (const [path, value] of Object.entries(spec.secrets ?? {})) {
-    await stack.setConfig(`${PROJECT}:${path}`, { value, secret: true }, true);
+    await stack.setConfig(`${project}:${path}`, { value, secret: true }, true);
   }
   return {
     stack,

@@ -102,6 +102,38 @@ export async function startRegistry(): Promise<Registry> {
   return { server, stop: () => stopChild(child, dir) };
 }
 
+export interface AuthRegistry extends Registry {
+  readonly username: string;
+  readonly password: string;
+}
+
+/** Like startRegistry, but every request needs basic auth (htpasswd, bcrypt) with `username`/`password`. */
+export async function startAuthRegistry(username: string, password: string): Promise<AuthRegistry> {
+  const dir = mkdtempSync(join(tmpdir(), "jetson-fleet-registry-"));
+  const port = await freePort();
+  const server = `127.0.0.1:${port}`;
+  const { stdout } = await run("htpasswd", ["-Bbn", username, password]);
+  writeFileSync(join(dir, "htpasswd"), stdout);
+  writeFileSync(
+    join(dir, "config.yml"),
+    [
+      "version: 0.1",
+      "storage:",
+      "  filesystem:",
+      `    rootdirectory: ${join(dir, "data")}`,
+      "http:",
+      `  addr: ${server}`,
+      "auth:",
+      "  htpasswd:",
+      "    realm: jetson-fleet-test",
+      `    path: ${join(dir, "htpasswd")}`,
+    ].join("\n"),
+  );
+  const child = spawn("/usr/bin/docker-registry", ["serve", join(dir, "config.yml")], { stdio: "ignore" });
+  await waitFor("docker-registry", async () => (await fetch(`http://${server}/v2/`)).status === 401, child);
+  return { server, username, password, stop: () => stopChild(child, dir) };
+}
+
 async function stopChild(child: ChildProcess, dir: string): Promise<void> {
   if (child.exitCode === null) {
     const exited = new Promise((r) => child.once("exit", r));

@@ -1,0 +1,38 @@
+// A standalone buildkitd (tools/buildkit.sh) and the buildx "remote" builder that @pulumi/docker-build
+// builds with, in a temp directory of their own.
+import { execFile } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+
+const run = promisify(execFile);
+const SCRIPT = join(import.meta.dirname, "..", "..", "tools", "buildkit.sh");
+
+export interface Buildkit {
+  /** The builder's name, for `GpuImage`'s `builderName`. */
+  readonly builder: string;
+  /** The buildx config directory holding the builder: pass it as `BUILDX_CONFIG` to the engine. */
+  readonly buildxConfig: string;
+  stop(): Promise<void>;
+}
+
+/** Starts buildkitd trusting the given plain-HTTP registries (host:port). */
+export async function startBuildkit(registries: readonly string[]): Promise<Buildkit> {
+  // Short: the daemon's unix socket lives in it (paths are limited to 107 bytes).
+  const dir = mkdtempSync(join(tmpdir(), "bk-"));
+  const buildxConfig = join(dir, "buildx");
+  const { stdout } = await run(SCRIPT, ["start", dir, ...registries], {
+    env: { ...process.env, BUILDX_CONFIG: buildxConfig },
+    maxBuffer: 16 * 1024 * 1024,
+  });
+  const builder = stdout.trim().split("\n").pop() ?? "";
+  return {
+    builder,
+    buildxConfig,
+    async stop() {
+      await run(SCRIPT, ["stop", dir]);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
