@@ -2,16 +2,13 @@
 // bases) built by a standalone buildkitd through @pulumi/docker-build, pushed with credentials to a
 // registry that requires them, and pinned by the digest the registry reports.
 import assert from "node:assert/strict";
-import { execFile } from "node:child_process";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { after, before, describe, it } from "node:test";
 import { startBuildkit, type Buildkit } from "../support/buildkit.ts";
 import { REPO, engineStack, type EngineStack } from "../support/engine.ts";
 import { buildBaseImages } from "../support/images.ts";
-import { startAuthRegistry, type AuthRegistry } from "../support/services.ts";
+import { run, startAuthRegistry, type AuthRegistry } from "../support/services.ts";
 
-const run = promisify(execFile);
 const USERNAME = "fleet-ci";
 const PASSWORD = "engine-registry-pass-7f3a9c";
 const WRONG_PASSWORD = "not-the-password-41d2e8";

@@ -1,12 +1,10 @@
 // A standalone buildkitd (tools/buildkit.sh) and the buildx "remote" builder that @pulumi/docker-build
 // builds with, in a temp directory of their own.
-import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { promisify } from "node:util";
+import { run } from "./services.ts";
 
-const run = promisify(execFile);
 const SCRIPT = join(import.meta.dirname, "..", "..", "tools", "buildkit.sh");
 
 export interface Buildkit {

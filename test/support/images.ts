@@ -1,11 +1,8 @@
 // Image builds for the integration tier: the local L4T base stand-ins (images/base/build.sh), BuildKit
 // builds with Debian's Docker client, and containers started from the built images.
-import { execFile } from "node:child_process";
 import { join } from "node:path";
-import { promisify } from "node:util";
-import { DOCKER, docker } from "./services.ts";
+import { DOCKER, docker, run } from "./services.ts";
 
-const run = promisify(execFile);
 export const IMAGES_DIR = join(import.meta.dirname, "..", "..", "images");
 
 export interface BaseImages {

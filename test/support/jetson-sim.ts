@@ -1,13 +1,11 @@
 // Simulated Jetson hosts (tools/jetson-sim.sh): containers with systemd as PID 1, sshd on a loopback
 // port and user `jetson` whose sudo takes a password, reached over real SSH with pinned host keys.
-import { execFile, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { clientKey } from "./fixtures.ts";
-import { scratchDir } from "./services.ts";
+import { run, scratchDir } from "./services.ts";
 
-const run = promisify(execFile);
 export const JETSON_SIM_SCRIPT = join(import.meta.dirname, "..", "..", "tools", "jetson-sim.sh");
 
 /** One line of `tools/jetson-sim.sh start`: how to reach a simulated Jetson. */

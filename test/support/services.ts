@@ -90,16 +90,7 @@ export interface Registry {
 
 /** A real registry (distribution 2.x, Debian's docker-registry) on 127.0.0.1 with empty storage. */
 export async function startRegistry(): Promise<Registry> {
-  const dir = mkdtempSync(join(tmpdir(), "jetson-fleet-registry-"));
-  const port = await freePort();
-  const server = `127.0.0.1:${port}`;
-  writeFileSync(
-    join(dir, "config.yml"),
-    ["version: 0.1", "storage:", "  filesystem:", `    rootdirectory: ${join(dir, "data")}`, "http:", `  addr: ${server}`].join("\n"),
-  );
-  const child = spawn("/usr/bin/docker-registry", ["serve", join(dir, "config.yml")], { stdio: "ignore" });
-  await waitFor("docker-registry", async () => (await fetch(`http://${server}/v2/`)).ok, child);
-  return { server, stop: () => stopChild(child, dir) };
+  return serveRegistry();
 }
 
 export interface AuthRegistry extends Registry {
@@ -109,29 +100,25 @@ export interface AuthRegistry extends Registry {
 
 /** Like startRegistry, but every request needs basic auth (htpasswd, bcrypt) with `username`/`password`. */
 export async function startAuthRegistry(username: string, password: string): Promise<AuthRegistry> {
+  return { ...(await serveRegistry({ username, password })), username, password };
+}
+
+async function serveRegistry(auth?: { username: string; password: string }): Promise<Registry> {
   const dir = mkdtempSync(join(tmpdir(), "jetson-fleet-registry-"));
   const port = await freePort();
   const server = `127.0.0.1:${port}`;
-  const { stdout } = await run("htpasswd", ["-Bbn", username, password]);
-  writeFileSync(join(dir, "htpasswd"), stdout);
-  writeFileSync(
-    join(dir, "config.yml"),
-    [
-      "version: 0.1",
-      "storage:",
-      "  filesystem:",
-      `    rootdirectory: ${join(dir, "data")}`,
-      "http:",
-      `  addr: ${server}`,
-      "auth:",
-      "  htpasswd:",
-      "    realm: jetson-fleet-test",
-      `    path: ${join(dir, "htpasswd")}`,
-    ].join("\n"),
-  );
+  const config = ["version: 0.1", "storage:", "  filesystem:", `    rootdirectory: ${join(dir, "data")}`, "http:", `  addr: ${server}`];
+  if (auth) {
+    const { stdout } = await run("htpasswd", ["-Bbn", auth.username, auth.password]);
+    writeFileSync(join(dir, "htpasswd"), stdout);
+    config.push("auth:", "  htpasswd:", "    realm: jetson-fleet-test", `    path: ${join(dir, "htpasswd")}`);
+  }
+  writeFileSync(join(dir, "config.yml"), config.join("\n"));
   const child = spawn("/usr/bin/docker-registry", ["serve", join(dir, "config.yml")], { stdio: "ignore" });
-  await waitFor("docker-registry", async () => (await fetch(`http://${server}/v2/`)).status === 401, child);
-  return { server, username, password, stop: () => stopChild(child, dir) };
+  // Ready when /v2/ answers: 200 without auth, 401 (asking for credentials) with it.
+  const ready = auth ? 401 : 200;
+  await waitFor("docker-registry", async () => (await fetch(`http://${server}/v2/`)).status === ready, child);
+  return { server, stop: () => stopChild(child, dir) };
 }
 
 async function stopChild(child: ChildProcess, dir: string): Promise<void> {
