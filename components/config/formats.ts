@@ -71,6 +71,12 @@ export function parseImage(value: string): ImageReference | undefined {
   }
 }
 
+/** A repository without tag or digest (`[registry/]path`), as Docker parses it. */
+export function isRepository(value: string): boolean {
+  const ref = parseImage(value);
+  return ref !== undefined && ref.tag === undefined && ref.digest === undefined;
+}
+
 export function imageReferenceProblem(value: string): string | undefined {
   return parseImage(value)
     ? undefined

@@ -11,7 +11,7 @@ import {
   addressProblem,
   hostKeyProblem,
   imageReferenceProblem,
-  parseImage,
+  isRepository,
   privateKeyProblem,
   undigestedImageProblem,
   unpinnedImageProblem,
@@ -157,7 +157,7 @@ export const ImageSpec = z.strictObject({
     .string()
     .superRefine(
       checked((v) =>
-        parseImage(v) && !/[:@][^/]*$/.test(v)
+        isRepository(v)
           ? undefined
           : `"${v}" is not a repository; expected [registry/]path without tag or digest, e.g. registry.lab:5000/fleet/inference`,
       ),

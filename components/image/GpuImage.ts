@@ -4,6 +4,7 @@
 // `pulumi preview` shows no diff; layer cache comes from and goes to the registry.
 import * as dockerbuild from "@pulumi/docker-build";
 import * as pulumi from "@pulumi/pulumi";
+import { isRepository, parseImage } from "../config/index.ts";
 
 /** Where the image is pushed, and the credentials to push it with. */
 export interface GpuImageRegistry {
@@ -85,27 +86,21 @@ export const CACHE_TAG = "buildcache";
 /** Errors a user fixes in the component's arguments. */
 export class GpuImageArgsError extends pulumi.RunError {}
 
-const NAME_COMPONENT = /^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$/;
 const TAG = /^[\w][\w.-]{0,127}$/;
 const DIGEST = /^sha256:[a-f0-9]{64}$/;
 
-/** Checks that `repository` is `[host[:port]/]path` with no tag or digest; returns it. */
+/** Checks that `repository` is `[host[:port]/]path` with no tag or digest (Docker's grammar); returns it. */
 export function validateRepository(repository: string): string {
-  const slash = repository.indexOf("/");
-  const first = slash < 0 ? "" : repository.slice(0, slash);
-  const isHost = first !== "" && (first.includes(".") || first.includes(":") || first === "localhost");
-  const path = isHost ? repository.slice(slash + 1) : repository;
-  if (repository.includes("@") || path.includes(":")) {
+  if (isRepository(repository)) return repository;
+  const ref = parseImage(repository);
+  if (ref?.tag !== undefined || ref?.digest !== undefined) {
     throw new GpuImageArgsError(
       `GpuImage repository "${repository}" has a tag or digest; expected a repository alone (set the tag with "tag").`,
     );
   }
-  if (path === "" || !path.split("/").every((c) => NAME_COMPONENT.test(c)) || (isHost && !/^[A-Za-z0-9.-]+(?::\d+)?$/.test(first))) {
-    throw new GpuImageArgsError(
-      `GpuImage repository "${repository}" is not a valid repository; expected [host[:port]/]name, e.g. "registry.example.com/fleet/inference".`,
-    );
-  }
-  return repository;
+  throw new GpuImageArgsError(
+    `GpuImage repository "${repository}" is not a valid repository; expected [host[:port]/]name, e.g. "registry.example.com/fleet/inference".`,
+  );
 }
 
 /** `repository:tag`, after checking the tag. */
