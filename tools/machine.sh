@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # Makes this machine ready for the integration and engine tiers: installs the Debian packages
-# they use and starts a Docker engine (no systemd here, so dockerd is started directly).
+# they use, registers qemu-user-static with binfmt (arm64 builds on x86) and starts a Docker engine
+# (no systemd here, so dockerd and the binfmt mount are done directly).
 # Idempotent: a second run installs nothing and finds dockerd already answering.
 set -euo pipefail
 
-PACKAGES=(docker.io openssh-server openssh-client docker-registry skopeo apache2-utils debootstrap dpkg-dev shellcheck yamllint curl jq iproute2)
+PACKAGES=(docker.io openssh-server openssh-client docker-registry skopeo apache2-utils debootstrap dpkg-dev shellcheck yamllint curl jq iproute2
+  qemu-user-static binfmt-support)
 cache=${JETSON_FLEET_CACHE:-$HOME/.cache/jetson-fleet}
 mkdir -p "$cache/logs"
+
+# binfmt_misc first: qemu-user-static's package scripts register their interpreters into it.
+BINFMT=/proc/sys/fs/binfmt_misc
+[[ -e $BINFMT/register ]] || mount -t binfmt_misc binfmt_misc "$BINFMT"
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
@@ -18,6 +24,9 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >"$cache/logs/apt.log" 2>&1 \
     || { tail -n 30 "$cache/logs/apt.log" >&2; exit 1; }
 fi
+
+# Packages installed before the mount (or a mount that came back empty) leave aarch64 unregistered.
+[[ -e $BINFMT/qemu-aarch64 ]] || update-binfmts --enable qemu-aarch64
 
 # sshd refuses to start without its privilege-separation directory, which systemd would make.
 mkdir -p /run/sshd

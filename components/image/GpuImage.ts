@@ -50,8 +50,9 @@ export interface GpuImageArgs {
    */
   readonly repository: string;
   /**
-   * The tag pushed alongside the digest (deployments use the digest, `ref`).
-   * @default "latest"
+   * The tag pushed alongside the digest, so people can find a stack's newest build by name;
+   * deployments use the digest (`ref`), never the tag.
+   * @default the stack's name (never `latest`)
    * @example "1.4.2"
    */
   readonly tag?: string;
@@ -80,7 +81,6 @@ export interface GpuImageArgs {
 }
 
 export const DEFAULT_PLATFORMS: readonly dockerbuild.Platform[] = ["linux/arm64"];
-export const DEFAULT_TAG = "latest";
 export const CACHE_TAG = "buildcache";
 
 /** Errors a user fixes in the component's arguments. */
@@ -124,7 +124,7 @@ export function defaultCacheRef(repository: string): string {
 /** The `dockerbuild.Image` inputs for `args`: validated and defaulted once, here. */
 export function imageArgs(args: GpuImageArgs): dockerbuild.ImageArgs {
   const repository = validateRepository(args.repository);
-  const tag = taggedRef(repository, args.tag ?? DEFAULT_TAG);
+  const tag = taggedRef(repository, args.tag ?? pulumi.getStack());
   const cacheRef = args.cacheRef === undefined ? defaultCacheRef(repository) : args.cacheRef;
   const platforms = args.platforms ?? DEFAULT_PLATFORMS;
   if (platforms.length === 0)

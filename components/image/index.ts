@@ -1,1 +1,2 @@
 export * from "./GpuImage.ts";
+export * from "./fromStackConfig.ts";

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { describe, it } from "node:test";
+import { beforeEach, describe, it } from "node:test";
 import type * as pulumi from "@pulumi/pulumi";
 import { StackConfigError } from "../../components/index.ts";
 import { VALID_SECRET_PATHS, validConfig } from "../support/fixtures.ts";
@@ -12,16 +12,32 @@ interface ProgramExports {
   dockerHosts: pulumi.Output<Record<string, string>>;
   hostFacts: pulumi.Output<Record<string, unknown>>;
   hostVerification: pulumi.Output<Record<string, string>>;
+  imageRefs: pulumi.Output<Record<string, string>>;
   services: string[];
   deployTarget: string;
 }
 
+const DIGEST = `sha256:${"cd".repeat(32)}`;
+
 describe("index.ts", () => {
+  beforeEach(() => {
+    delete process.env["BUILDX_BUILDER"];
+    delete process.env["JETSON_FLEET_BUILD_ON_PREVIEW"];
+  });
+
   it("exports the fleet described by a valid stack", async () => {
     const recorder = useMockStack(
       { stack: "unit", config: validConfig(), secretPaths: VALID_SECRET_PATHS },
-      new ResourceRecorder((args) => (args.name.endsWith("-facts") ? { stdout: '{"l4tRelease":"36.4.3"}' } : { stdout: "ok" })),
+      new ResourceRecorder((args) =>
+        args.type === "docker-build:index:Image"
+          ? { digest: DIGEST }
+          : args.name.endsWith("-facts")
+            ? { stdout: '{"l4tRelease":"36.4.3"}' }
+            : { stdout: "ok" },
+      ),
     );
+    process.env["BUILDX_BUILDER"] = "fleet-builder";
+    process.env["JETSON_FLEET_BUILD_ON_PREVIEW"] = "true";
     const program = await importFresh<ProgramExports>(PROGRAM);
     assert.deepEqual(await unwrap(program.dockerHosts), {
       "jetson-01": "ssh://ubuntu@192.168.50.11:22",
@@ -35,6 +51,13 @@ describe("index.ts", () => {
       ["jetson-01", "jetson-02"],
     );
     assert.equal(recorder.ofType("command:remote:Command").length, 10);
+    // The stack's image, built by the environment's builder (and on preview, as PR checks ask).
+    const [build] = recorder.ofType("docker-build:index:Image");
+    assert.equal(build?.name, "inference-build");
+    assert.deepEqual(build?.inputs["builder"], { name: "fleet-builder" });
+    assert.equal(build?.inputs["buildOnPreview"], true);
+    assert.deepEqual(build?.inputs["tags"], ["registry.lab:5000/inference:unit"]);
+    assert.deepEqual(await unwrap(program.imageRefs), { inference: `registry.lab:5000/inference@${DIGEST}` });
     assert.deepEqual(await unwrap(program.services), ["inference", "mediamtx"]);
     assert.equal(await unwrap(program.deployTarget), "compose");
   });
@@ -52,6 +75,15 @@ describe("index.ts", () => {
       assert.equal(err.lines.length, 4, err.message);
       return true;
     });
+    assert.deepEqual(recorder.resources, []);
+  });
+
+  it("stops before registering any resource when images have no builder", async () => {
+    const recorder = useMockStack({ stack: "unit", config: validConfig(), secretPaths: VALID_SECRET_PATHS });
+    await assert.rejects(
+      importFresh(PROGRAM),
+      /Pulumi\.unit\.yaml: jetson-fleet:images: builds 1 image\(s\) but BUILDX_BUILDER is not set/,
+    );
     assert.deepEqual(recorder.resources, []);
   });
 });

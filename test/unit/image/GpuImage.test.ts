@@ -104,7 +104,7 @@ describe("GpuImage", () => {
       context: { location: "images/inference" },
       dockerfile: { location: "images/inference/Dockerfile" },
       platforms: ["linux/arm64"],
-      tags: ["registry.example.com/fleet/inference:latest"],
+      tags: ["registry.example.com/fleet/inference:unit"],
       push: true,
       buildOnPreview: false,
       network: "default",
