@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The dev stack end to end on this machine: installs and starts what it needs (Node.js, npm
-# packages, Docker engine, the Pulumi toolchain), then runs Pulumi on the `dev` stack.
+# packages, Docker engine, the dev registry and buildkitd, the Pulumi toolchain), then runs Pulumi
+# on the `dev` stack.
 #
 #   tools/dev.sh               pulumi up --yes --stack dev
 #   tools/dev.sh preview       any other pulumi command, on the dev stack
@@ -16,6 +17,8 @@ PATH="$(tools/node.sh):$PATH"
 tools/npm-install.sh
 step "machine: Debian packages and dockerd"
 tools/machine.sh
+step "dev registry and BuildKit daemon"
+eval "$(tools/dev-env.sh start)"
 step "Pulumi toolchain"
 bin=$(tools/toolchain.sh | tail -n 1)
 PATH="$bin:$PATH"
