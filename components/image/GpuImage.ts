@@ -138,7 +138,11 @@ export function imageArgs(args: GpuImageArgs): dockerbuild.ImageArgs {
     platforms: [...platforms],
     ...(args.buildArgs ? { buildArgs: { ...args.buildArgs } } : {}),
     tags: [tag],
-    push: true,
+    // A registry export rather than `push: true` (a required input, so set false): the provider (0.0.22) counts the export that
+    // `push` expands to as an unknown input and then never builds on preview. During previews it
+    // turns the export's push off itself, so a preview build checks the Dockerfile without pushing.
+    push: false,
+    exports: [{ registry: { push: true } }],
     buildOnPreview: args.buildOnPreview ?? false,
     ...(cacheRef ? { cacheFrom: [{ registry: { ref: cacheRef } }], cacheTo: [{ registry: { ref: cacheRef, mode: "max" } }] } : {}),
     ...(registry

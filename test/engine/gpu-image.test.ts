@@ -1,13 +1,15 @@
-// GpuImage under the real engine: the inference image (images/inference, on the local stand-in
-// bases) built by a standalone buildkitd through @pulumi/docker-build, pushed with credentials to a
-// registry that requires them, and pinned by the digest the registry reports.
+// GpuImage under the real engine: the inference image (a copy of images/inference, on the local
+// stand-in bases) built by a standalone buildkitd through @pulumi/docker-build, pushed with
+// credentials to a registry that requires them, and pinned by the digest the registry reports.
+// The registry's access log tells which blobs each `up` uploaded.
 import assert from "node:assert/strict";
+import { appendFileSync, cpSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { startBuildkit, type Buildkit } from "../support/buildkit.ts";
 import { REPO, engineStack, type EngineStack } from "../support/engine.ts";
 import { buildBaseImages } from "../support/images.ts";
-import { run, startAuthRegistry, type AuthRegistry } from "../support/services.ts";
+import { run, scratchDir, startAuthRegistry, type AuthRegistry } from "../support/services.ts";
 
 const USERNAME = "fleet-ci";
 const PASSWORD = "engine-registry-pass-7f3a9c";
@@ -25,17 +27,47 @@ async function registryDigest(reg: AuthRegistry, ref: string): Promise<string> {
   return (JSON.parse(stdout) as { Digest: string }).Digest;
 }
 
+interface Manifest {
+  readonly mediaType?: string;
+  readonly layers?: { digest: string; size: number }[];
+  readonly manifests?: { digest: string; platform?: { os: string; architecture: string } }[];
+}
+
+/** The layer digests of an image (the linux/amd64 image of an index). */
+async function imageLayers(reg: AuthRegistry, ref: string): Promise<string[]> {
+  const raw = async (r: string): Promise<Manifest> =>
+    JSON.parse(
+      (await run("skopeo", ["inspect", "--raw", "--tls-verify=false", "--creds", `${reg.username}:${reg.password}`, `docker://${r}`]))
+        .stdout,
+    ) as Manifest;
+  let manifest = await raw(ref);
+  if (manifest.manifests) {
+    const image = manifest.manifests.find((m) => m.platform?.os === "linux" && m.platform.architecture === "amd64");
+    assert.ok(image, `no linux/amd64 image in ${ref}`);
+    manifest = await raw(`${ref.split("@")[0]}@${image.digest}`);
+  }
+  return (manifest.layers ?? []).map((l) => l.digest);
+}
+
 describe("GpuImage under the real engine", () => {
   let registry: AuthRegistry;
   let buildkit: Buildkit;
+  /** A copy of images/inference the tests change. */
+  let context: string;
   const stacks: EngineStack[] = [];
 
-  async function imageStack(stack: string, tag: string, password: string): Promise<EngineStack> {
+  async function imageStack(
+    stack: string,
+    tag: string,
+    password: string,
+    options: { context?: string; buildOnPreview?: boolean } = {},
+  ): Promise<EngineStack> {
     const env = await engineStack({
       program: "test/engine/programs/gpu-image",
       stack,
       config: {
-        context: join(REPO, "images", "inference"),
+        context: options.context ?? context,
+        buildOnPreview: options.buildOnPreview ?? false,
         buildArgs: { BUILDER_BASE: `${registry.server}/l4t-sim:devel`, RUNTIME_BASE: `${registry.server}/l4t-sim:runtime` },
         repository: `${registry.server}/inference`,
         tag,
@@ -51,6 +83,8 @@ describe("GpuImage under the real engine", () => {
   }
 
   before(async () => {
+    context = join(scratchDir("context"), "inference");
+    cpSync(join(REPO, "images", "inference"), context, { recursive: true });
     registry = await startAuthRegistry(USERNAME, PASSWORD);
     // buildkitd cannot see dockerd's images: the stand-in bases go into the registry first.
     const bases = await buildBaseImages();
@@ -77,7 +111,7 @@ describe("GpuImage under the real engine", () => {
     await registry?.stop();
   });
 
-  let first: { digest: string; ref: string } | undefined;
+  let first: { digest: string; ref: string; layers: string[] } | undefined;
 
   it("up builds and pushes; the output digest is the registry's", async () => {
     const env = await imageStack("image", "engine", PASSWORD);
@@ -91,20 +125,82 @@ describe("GpuImage under the real engine", () => {
     assert.equal(await registryDigest(registry, `${registry.server}/inference:engine`), digest);
     // Pulling by digest gives the same manifest.
     assert.equal(await registryDigest(registry, ref), digest);
-    first = { digest, ref };
+    first = { digest, ref, layers: await imageLayers(registry, ref) };
   });
 
   it("a second up builds and pushes nothing", async () => {
     assert.ok(first, "the first up ran");
     const env = stacks[0];
     assert.ok(env);
+    const uploadsBefore = registry.uploadedBlobs().length;
     const start = performance.now();
     const result = await env.stack.up({ color: "never" });
     console.log(`no-op up: ${((performance.now() - start) / 1000).toFixed(1)} s`);
+    assert.deepEqual(registry.uploadedBlobs().slice(uploadsBefore), [], "no blob uploaded");
     const changes = result.summary.resourceChanges ?? {};
     assert.deepEqual(Object.keys(changes), ["same"], JSON.stringify(changes));
     assert.equal(result.outputs["digest"]?.value, first.digest);
     assert.equal(result.outputs["ref"]?.value, first.ref);
+  });
+
+  it("an app-only source change rebuilds and uploads only the app layer", async () => {
+    assert.ok(first, "the first up ran");
+    const env = stacks[0];
+    assert.ok(env);
+    appendFileSync(join(context, "service", "server.py"), "\n# an app-only change: the engine test's second revision\n");
+    const uploadsBefore = registry.uploadedBlobs().length;
+    const result = await env.stack.up({ color: "never" });
+    const digest = result.outputs["digest"]?.value as string;
+    assert.notEqual(digest, first.digest);
+    assert.equal(await registryDigest(registry, `${registry.server}/inference:engine`), digest);
+
+    // The new image shares every layer but the last (COPY service/) with the first build.
+    const layers = await imageLayers(registry, `${registry.server}/inference@${digest}`);
+    assert.equal(layers.length, first.layers.length);
+    assert.deepEqual(layers.slice(0, -1), first.layers.slice(0, -1));
+    const appLayer = layers.at(-1) ?? "";
+    assert.notEqual(appLayer, first.layers.at(-1));
+
+    // Of the image's layers only that one went over the wire; the rest of the uploads are the new
+    // image config and the cache's own records, none of them an old layer.
+    const uploaded = registry.uploadedBlobs().slice(uploadsBefore);
+    assert.deepEqual(
+      uploaded.filter((d) => layers.includes(d)),
+      [appLayer],
+      `uploaded: ${uploaded.join(", ")}`,
+    );
+    assert.deepEqual(
+      uploaded.filter((d) => first?.layers.includes(d)),
+      [],
+    );
+    const bytes = uploaded.reduce((sum, d) => sum + registry.blobSize(d), 0);
+    console.log(`app-only change: ${uploaded.length} blobs, ${bytes} bytes uploaded (app layer ${registry.blobSize(appLayer)} bytes)`);
+  });
+
+  it("preview with buildOnPreview fails on a Dockerfile that does not build; without it, it passes", async () => {
+    const broken = join(scratchDir("broken"), "inference");
+    cpSync(context, broken, { recursive: true });
+    const dockerfile = join(broken, "Dockerfile");
+    writeFileSync(
+      dockerfile,
+      readFileSync(dockerfile, "utf8").replace("COPY service/ ./", "COPY service/ ./\nRUN python3 -c 'import tilemerge_missing'"),
+    );
+
+    // The gap users report: a plain preview does not build, so it cannot see the problem.
+    const plain = await imageStack("broken-plain", "broken", PASSWORD, { context: broken });
+    const ok = await plain.stack.preview({ color: "never" });
+    assert.equal(ok.changeSummary["create"], 3, JSON.stringify(ok.changeSummary));
+
+    const checked = await imageStack("broken-checked", "broken", PASSWORD, { context: broken, buildOnPreview: true });
+    let output = "";
+    const err = await checked.stack.preview({ color: "never", onOutput: (o) => (output += o) }).then(
+      () => assert.fail("preview should fail"),
+      (e: unknown) => e as Error,
+    );
+    const text = `${err.message}\n${output}`;
+    assert.match(text, /python3 -c 'import tilemerge_missing'\\?" did not complete successfully: exit code: 1/, text);
+    // Nothing was pushed: a preview never pushes.
+    await assert.rejects(registryDigest(registry, `${registry.server}/inference:broken`));
   });
 
   it("a wrong registry password fails with an error that does not show the password", async () => {

@@ -1,7 +1,7 @@
 // Real servers for the integration tier, each on a free loopback port in a temp directory, and
 // stopped by the caller: OpenSSH's sshd, the distribution registry, and the Docker engine's CLI.
 import { execFile, spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -85,6 +85,10 @@ export async function startSshd(authorizedKey: string): Promise<Sshd> {
 export interface Registry {
   /** host:port, as `registry.server` takes it. */
   readonly server: string;
+  /** Digests of the blobs clients have uploaded so far, in order, read from the registry's access log. */
+  uploadedBlobs(): string[];
+  /** The size in bytes of a stored blob. */
+  blobSize(digest: string): number;
   stop(): Promise<void>;
 }
 
@@ -114,11 +118,27 @@ async function serveRegistry(auth?: { username: string; password: string }): Pro
     config.push("auth:", "  htpasswd:", "    realm: jetson-fleet-test", `    path: ${join(dir, "htpasswd")}`);
   }
   writeFileSync(join(dir, "config.yml"), config.join("\n"));
-  const child = spawn("/usr/bin/docker-registry", ["serve", join(dir, "config.yml")], { stdio: "ignore" });
+  const log = openSync(join(dir, "registry.log"), "a");
+  const child = spawn("/usr/bin/docker-registry", ["serve", join(dir, "config.yml")], { stdio: ["ignore", log, log] });
+  closeSync(log);
   // Ready when /v2/ answers: 200 without auth, 401 (asking for credentials) with it.
   const ready = auth ? 401 : 200;
   await waitFor("docker-registry", async () => (await fetch(`http://${server}/v2/`)).status === ready, child);
-  return { server, stop: () => stopChild(child, dir) };
+  return {
+    server,
+    // A finished upload is the PUT that names the blob's digest (monolithic or after PATCH chunks).
+    uploadedBlobs: () =>
+      [
+        ...readFileSync(join(dir, "registry.log"), "utf8").matchAll(
+          /"PUT \/v2\/\S+\/blobs\/uploads\/\S*[?&]digest=sha256%3A([a-f0-9]{64})\S* HTTP\/[\d.]+" 201 /g,
+        ),
+      ].map((m) => `sha256:${m[1]}`),
+    blobSize: (digest) => {
+      const hex = digest.replace(/^sha256:/, "");
+      return statSync(join(dir, "data", "docker", "registry", "v2", "blobs", "sha256", hex.slice(0, 2), hex, "data")).size;
+    },
+    stop: () => stopChild(child, dir),
+  };
 }
 
 async function stopChild(child: ChildProcess, dir: string): Promise<void> {

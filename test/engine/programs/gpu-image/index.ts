@@ -13,6 +13,7 @@ const image = new GpuImage("inference", {
   tag: config.require("tag"),
   registry: { address: config.require("registry"), username: config.require("username"), password: config.requireSecret("password") },
   builderName: config.require("builder"),
+  buildOnPreview: config.getBoolean("buildOnPreview") ?? false,
 });
 
 export const ref = image.ref;
