@@ -61,6 +61,11 @@ function job(workflow: Workflow, name: string): Job {
   return found;
 }
 
+/** The variables a `sudo --preserve-env=A,B ...` command passes on. */
+function sudoPreserves(command: string): string[] {
+  return /^sudo --preserve-env=([\w,]+) /.exec(command)?.[1]?.split(",") ?? [];
+}
+
 /** The step of `job` that uses the action `name` (OWNER/REPO), which must exist. */
 function action(of: Job, name: string): Step {
   const step = of.steps.find((s) => s.uses?.startsWith(`${name}@`));
@@ -78,6 +83,13 @@ function lineOf(text: string, needle: string): number {
   const index = text.indexOf(needle);
   assert.notEqual(index, -1, `"${needle}" not found`);
   return text.slice(0, index).split("\n").length;
+}
+
+/** The 1-based column of the first occurrence of `needle` in `text`, which must contain it. */
+function columnOf(text: string, needle: string): number {
+  const index = text.indexOf(needle);
+  assert.notEqual(index, -1, `"${needle}" not found`);
+  return index - text.lastIndexOf("\n", index - 1);
 }
 
 /** `text` with the first occurrence of `from` replaced; the test fails if it is not there. */
@@ -107,7 +119,6 @@ describe("GitHub workflows", { timeout: 5 * 60_000 }, () => {
 
   describe("pull requests", () => {
     const checks = job(PR, "checks");
-    const preview = job(PR, "preview");
 
     it("run install, typecheck, lint and unit tests, in that order", () => {
       assert.deepEqual(Object.keys(PR.on), ["pull_request"]);
@@ -131,19 +142,40 @@ describe("GitHub workflows", { timeout: 5 * 60_000 }, () => {
       assert.deepEqual(commands(lint.run), expected);
     });
 
-    it("preview dev and prod after the checks, building images, with the diff posted to the pull request", () => {
-      assert.equal(preview.needs, "checks");
-      assert.deepEqual(preview.strategy?.matrix, { stack: ["dev", "prod"] });
-      assert.deepEqual(preview.permissions, { contents: "read", "pull-requests": "write" });
-      assert.equal(preview.env?.JETSON_FLEET_BUILD_ON_PREVIEW, "true");
-      assert.equal(preview.env?.PULUMI_BACKEND_URL, "${{ vars.PULUMI_BACKEND_URL || 'file://~' }}");
-      assert.equal(
-        preview.env?.PULUMI_CONFIG_PASSPHRASE,
-        "${{ matrix.stack == 'dev' && 'jetson-fleet-dev' || secrets.PULUMI_CONFIG_PASSPHRASE }}",
-      );
-      assert.deepEqual(action(preview, "pulumi/actions").with, {
+    it("preview dev with tools/dev.sh as root, building images, and post its diff to the pull request", () => {
+      const dev = job(PR, "preview-dev");
+      assert.equal(dev.needs, "checks");
+      assert.deepEqual(dev.permissions, { contents: "read", "pull-requests": "write" });
+      assert.equal(dev.env?.JETSON_FLEET_BUILD_ON_PREVIEW, "true");
+      const preview = dev.steps[stepRunning(dev, "sudo ")];
+      assert.ok(preview?.run, "no step runs tools/dev.sh under sudo");
+      const [command] = commands(preview.run);
+      assert.match(command ?? "", / tools\/dev\.sh preview --diff --color never 2>&1 \| tee "\$RUNNER_TEMP\/preview\.txt"$/);
+      // sudo drops the environment: what the program and the caches need must be passed on by name.
+      assert.deepEqual(sudoPreserves(command ?? "").sort(), [
+        "GOCACHE",
+        "GOMODCACHE",
+        "JETSON_FLEET_BUILD_ON_PREVIEW",
+        "JETSON_FLEET_CACHE",
+      ]);
+      const comment = dev.steps.find((s) => s.env?.GH_TOKEN !== undefined);
+      assert.ok(comment, "no step has a GitHub token");
+      assert.ok(comment.run?.includes('gh api --method POST "$comments" -F "body=@$RUNNER_TEMP/comment.md"'), "no step posts the diff");
+      assert.equal(comment.env?.GH_TOKEN, "${{ github.token }}");
+      assert.equal(comment.if, "${{ !cancelled() }}");
+    });
+
+    it("preview prod with the official CLI at the pinned version, building images, with the diff posted to the pull request", () => {
+      const prod = job(PR, "preview-prod");
+      assert.equal(prod.needs, "checks");
+      assert.deepEqual(prod.permissions, { contents: "read", "pull-requests": "write" });
+      assert.equal(prod.env?.JETSON_FLEET_BUILD_ON_PREVIEW, "true");
+      assert.equal(prod.env?.PULUMI_BACKEND_URL, "${{ vars.PULUMI_BACKEND_URL || 'file://~' }}");
+      assert.equal(prod.env?.PULUMI_CONFIG_PASSPHRASE, "${{ secrets.PULUMI_CONFIG_PASSPHRASE }}");
+      const pulumi = action(prod, "pulumi/actions");
+      assert.deepEqual(pulumi.with, {
         command: "preview",
-        "stack-name": "${{ matrix.stack }}",
+        "stack-name": "prod",
         "pulumi-version": PULUMI_VERSION,
         "cloud-url": "${{ env.PULUMI_BACKEND_URL }}",
         upsert: true,
@@ -151,7 +183,10 @@ describe("GitHub workflows", { timeout: 5 * 60_000 }, () => {
         "comment-on-pr": true,
         "edit-pr-comment": true,
       });
-      assert.equal(action(preview, "docker/setup-qemu-action").with?.platforms, "arm64");
+      // The program builds with the builder named by BUILDX_BUILDER (index.ts), the one set up here.
+      assert.equal(action(prod, "docker/setup-buildx-action").id, "buildx");
+      assert.deepEqual(pulumi.env, { BUILDX_BUILDER: "${{ steps.buildx.outputs.name }}" });
+      assert.equal(action(prod, "docker/setup-qemu-action").with?.platforms, "arm64");
     });
   });
 
@@ -162,17 +197,18 @@ describe("GitHub workflows", { timeout: 5 * 60_000 }, () => {
     it("runs pulumi up of dev, then of prod in the prod environment, never two updates of a stack at once", () => {
       assert.deepEqual(DEPLOY.on.push, { branches: ["main"] });
       assert.deepEqual(Object.keys(DEPLOY.jobs), ["dev", "prod"]);
-      for (const [stack, deployJob] of [
-        ["dev", dev],
-        ["prod", prod],
-      ] as const) {
-        const up = action(deployJob, "pulumi/actions").with;
-        assert.equal(up?.command, "up", stack);
-        assert.equal(up?.["stack-name"], stack);
-        assert.equal(up?.["pulumi-version"], PULUMI_VERSION, stack);
-        assert.deepEqual(deployJob.concurrency, { group: `pulumi-up-${stack}`, "cancel-in-progress": false });
-      }
+      assert.deepEqual(dev.concurrency, { group: "pulumi-up-dev", "cancel-in-progress": false });
+      assert.deepEqual(prod.concurrency, { group: "pulumi-up-prod", "cancel-in-progress": false });
+      const up = dev.steps[stepRunning(dev, "sudo ")]?.run ?? "";
+      assert.match(up, / tools\/dev\.sh up --yes --color never$/);
+      assert.deepEqual(sudoPreserves(up).sort(), ["GOCACHE", "GOMODCACHE", "JETSON_FLEET_CACHE"]);
       assert.equal(dev.environment, undefined);
+      const upProd = action(prod, "pulumi/actions");
+      assert.deepEqual(
+        [upProd.with?.command, upProd.with?.["stack-name"], upProd.with?.["pulumi-version"]],
+        ["up", "prod", PULUMI_VERSION],
+      );
+      assert.deepEqual(upProd.env, { BUILDX_BUILDER: "${{ steps.buildx.outputs.name }}" });
       assert.equal(prod.needs, "dev");
       assert.equal(prod.environment, "prod");
       assert.equal(prod.env?.PULUMI_CONFIG_PASSPHRASE, "${{ secrets.PULUMI_CONFIG_PASSPHRASE }}");
@@ -213,13 +249,13 @@ describe("GitHub workflows", { timeout: 5 * 60_000 }, () => {
       },
       {
         file: "typo.yml",
-        text: replaceOnce(source, "stack-name: ${{ matrix.stack }}", "stack-name: ${{ matrix.stak }}"),
+        text: replaceOnce(source, "BUILDX_BUILDER: ${{ steps.buildx.outputs.name }}", "BUILDX_BUILDER: ${{ steps.buildx.output.name }}"),
         actionlint: (text) => [
           {
-            line: lineOf(text, "matrix.stak"),
-            column: 27,
+            line: lineOf(text, "steps.buildx.output.name"),
+            column: columnOf(text, "steps.buildx.output.name"),
             kind: "expression",
-            message: 'property "stak" is not defined in object type {stack: string}',
+            message: 'property "output" is not defined in object type {conclusion: string; outcome: string; outputs: {string => string}}',
           },
         ],
         rules: () => [],
