@@ -183,7 +183,8 @@ describe("the packed library in a consumer project", { timeout: 15 * 60_000 }, (
           target: "runtime",
           buildArgs: { RUNTIME_BASE: "registry.lab:5000/l4t:r36.4.3" },
           context: { location: "image" },
-          dockerfile: { location: "image/Dockerfile" },
+          // The provider's check fills in the unset inline Dockerfile.
+          dockerfile: { inline: "", location: "image/Dockerfile" },
           push: true,
           buildOnPreview: false,
           builder: { name: "consumer-builder" },
