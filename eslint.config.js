@@ -4,7 +4,7 @@ import pulumi from "@pulumi/eslint-plugin";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["node_modules/**", "dist/**", "docs/api/**"] },
+  { ignores: ["node_modules/**", "dist/**", "docs/api/**", "test/engine/library-consumer/**"] },
   ...tseslint.configs.recommendedTypeChecked,
   {
     languageOptions: {

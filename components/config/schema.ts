@@ -68,12 +68,16 @@ export const HostSpec = z.strictObject({
   user: z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/, {
     error: (iss) => `${JSON.stringify(iss.input)} is not a user name; expected a POSIX login name such as ubuntu`,
   }),
-  /** SSH private key (OpenSSH or PEM). Must be a Pulumi secret. */
+  /**
+   * SSH private key (OpenSSH or PEM). Must be a Pulumi secret.
+   * @example cat ~/.ssh/jetson_fleet | pulumi config set --secret --path 'hosts[0].privateKey'
+   */
   privateKey: z.string().superRefine(checked(privateKeyProblem)),
-  /** Password for sudo when the user needs one. Must be a Pulumi secret. */
+  /** Password for sudo when the user needs one. Must be a Pulumi secret. @default none (passwordless sudo) */
   sudoPassword: z.string().min(1).optional(),
   /**
    * The host's SSH public key, pinned: a different key is refused. Required in production.
+   * @default none (any key is accepted; refused in production)
    * @example "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI..."
    */
   hostKey: z.string().superRefine(checked(hostKeyProblem)).optional(),
@@ -91,7 +95,7 @@ export type HostSpec = z.infer<typeof HostSpec>;
 
 /** What the host component installs and pins on every host. */
 export const RuntimeSpec = z.strictObject({
-  /** Docker engine package and version, held against upgrades. */
+  /** Docker engine package and version, held against upgrades. @example { version: "27.5.1" } */
   docker: z.strictObject({
     /** Apt package providing dockerd. @default "docker-ce" */
     package: z.enum(["docker-ce", "docker.io"]).default("docker-ce"),
@@ -115,7 +119,10 @@ export const RuntimeSpec = z.strictObject({
       }),
     )
     .default([]),
-  /** Settings merged into /etc/docker/daemon.json; keys the host already has survive. */
+  /**
+   * Settings merged into /etc/docker/daemon.json; keys the host already has survive.
+   * @default { "log-driver": "json-file", "log-opts": { "max-size": "10m", "max-file": "3" } }
+   */
   daemonJson: z.record(z.string(), z.json()).default({ ...DEFAULT_DAEMON_JSON }),
 });
 export type RuntimeSpec = z.infer<typeof RuntimeSpec>;

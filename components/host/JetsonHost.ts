@@ -26,9 +26,15 @@ export interface HostFacts {
 }
 
 export interface JetsonHostArgs {
-  /** The host: address, credentials, pinned host key, expected L4T release (a validated `HostSpec`). */
+  /**
+   * The host: address, credentials, pinned host key, expected L4T release (a validated `HostSpec`).
+   * @example readStackConfig().hosts[0]
+   */
   readonly host: HostSpec;
-  /** What to install and pin (a validated `RuntimeSpec`). */
+  /**
+   * What to install and pin (a validated `RuntimeSpec`).
+   * @example readStackConfig().runtime
+   */
   readonly runtime: RuntimeSpec;
   /**
    * Image the verification runs with `--runtime nvidia`. Pulled if missing.
@@ -40,7 +46,12 @@ export interface JetsonHostArgs {
    * Seconds each SSH dial may take, and how many failed dials end the step.
    * @default { perDialTimeout: 20, dialErrorLimit: 6 }
    */
-  readonly dial?: { readonly perDialTimeout: number; readonly dialErrorLimit: number };
+  readonly dial?: {
+    /** Seconds one SSH dial may take. @example 20 */
+    readonly perDialTimeout: number;
+    /** Failed dials after which the step fails. @example 6 */
+    readonly dialErrorLimit: number;
+  };
 }
 
 /** Bounded so an unreachable host fails in about two minutes instead of hanging the update. */

@@ -10,8 +10,17 @@ import { isRepository, parseImage } from "../config/index.ts";
 export interface GpuImageRegistry {
   /** Registry host (and port), as in the repository. @example "registry.example.com" */
   readonly address: pulumi.Input<string>;
+  /**
+   * User name for the push and the layer cache.
+   * @default none (anonymous)
+   * @example "fleet-ci"
+   */
   readonly username?: pulumi.Input<string>;
-  /** Stored as a secret: it never appears in state or output in clear text. */
+  /**
+   * Password or token, stored as a secret: it never appears in state or output in clear text.
+   * @default none (anonymous)
+   * @example config.requireSecret("registryPassword")
+   */
   readonly password?: pulumi.Input<string>;
 }
 
@@ -41,6 +50,7 @@ export interface GpuImageArgs {
   /**
    * Build arguments, such as digest-pinned base images. Not for secrets: build arguments end up
    * in the image's history.
+   * @default {}
    * @example { BUILDER_BASE: "nvcr.io/nvidia/l4t-tensorrt:r10.3.0-devel@sha256:…" }
    */
   readonly buildArgs?: Readonly<Record<string, pulumi.Input<string>>>;
