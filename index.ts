@@ -7,7 +7,9 @@ const config = readStackConfig();
 
 // Hosts are independent: the engine bootstraps them in parallel, and one that fails leaves the
 // others' progress in place.
-const hosts = Object.fromEntries(config.hosts.map((host) => [host.name, new JetsonHost(host.name, { host, runtime: config.runtime })]));
+const hosts = Object.fromEntries(
+  config.hosts.map((host) => [host.name, new JetsonHost(host.name, { host, runtime: config.runtime, production: config.production })]),
+);
 
 /** What each host was before this stack changed it, by host name. */
 export const hostFacts = pulumi.all(Object.fromEntries(Object.entries(hosts).map(([name, h]) => [name, h.facts])));
