@@ -120,8 +120,7 @@ describe("JetsonHost", () => {
   });
 
   it("registers an unpinned host key and production as they are", async () => {
-    const { hostKey: _, ...unpinned } = host;
-    const { rec } = await build(unpinned, true);
+    const { rec } = await build({ ...host, hostKey: undefined }, true);
     assert.deepEqual(rec.ofType("jetson:host:JetsonHost")[0]?.inputs, {
       host: "orin-01",
       address: "192.168.50.11",
