@@ -223,7 +223,7 @@ describe("policy pack under the real engine", () => {
 
     it("warns on an advisory rule and the preview succeeds", async () => {
       const result = await preview(env, "memory-limit-required", "config.dev.json");
-      assert.deepEqual(result, { failed: false, violations: CASES["memory-limit-required"]!.map((v) => ({ ...v, level: "warning" })) });
+      assert.deepEqual(result, { failed: false, violations: CASES["memory-limit-required"]!.map((v) => ({ ...v, level: "advisory" })) });
     });
 
     it("still fails on a mandatory rule", async () => {
