@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { EngineEvent } from "@pulumi/pulumi/automation/index.js";
+import { RULES } from "../../policy/rules.ts";
 import { REPO, engineStack, type EngineStack } from "../support/engine.ts";
 import { clientKey, hostKey } from "../support/fixtures.ts";
 
@@ -170,8 +171,11 @@ describe("policy pack under the real engine", () => {
     const onEvent = (event: EngineEvent) => {
       const p = event.policyEvent;
       if (!p) return;
-      // The event's message is the policy's description, a newline, then the violation.
-      const message = p.message.slice(p.message.indexOf("\n") + 1).trimEnd();
+      // A violation's message is the policy's description, a newline, then the violation.
+      const description = RULES.find((r) => r.name === p.policyName)?.description;
+      const message = (
+        description && p.message.startsWith(`${description}\n`) ? p.message.slice(description.length + 1) : p.message
+      ).trimEnd();
       violations.push({ policy: p.policyName, level: p.enforcementLevel, resource: p.resourceUrn?.split("::").pop() ?? "", message });
     };
     let failed = false;
@@ -213,6 +217,21 @@ describe("policy pack under the real engine", () => {
         });
       });
     }
+
+    it("cannot check an image built in the same update during preview: says so (advisory), the preview succeeds", async () => {
+      assert.deepEqual(await preview(env, "built-image", "config.prod.json"), {
+        failed: false,
+        violations: [
+          {
+            policy: "images-pinned",
+            level: "advisory",
+            resource: "orin-01-inference",
+            message:
+              "can't run policy 'images-pinned' from policy pack 'jetson-fleet@v0.1.0' during preview: string value at .service.image can't be known during preview",
+          },
+        ],
+      });
+    });
   });
 
   describe("dev stack, config.dev.json (hygiene rules advisory)", () => {

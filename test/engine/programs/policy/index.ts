@@ -70,6 +70,8 @@ const cases: Record<string, () => void> = {
   "no-host-pid": () => (extraFields["inference"] = { pid: "host" }),
   "host-keys-pinned": () => delete hostInput.hostKey,
   "registry-credentials-secret": () => (registry.password = config.require("registryPasswordPlain")),
+  // A service running the image this stack builds: its digest is unknown during preview.
+  "built-image": () => {},
   // The pod template's rules, broken together: the same rule functions as the services'.
   kubernetes: () => {},
 };
@@ -84,18 +86,22 @@ new pulumi.ComponentResource(
   host.name,
   jetsonHostInputs({ host, runtime, production: config.requireBoolean("production") }),
 );
-for (const spec of [inference, mediamtx]) {
-  const service = { ...ServiceSpec.parse(spec), ...extraFields[spec.name] };
-  new pulumi.ComponentResource("jetson:services:Service", `${host.name}-${service.name}`, { host: host.name, service });
-}
-
-new GpuImage("inference", {
+const built = new GpuImage("inference", {
   context: config.require("context"),
   repository: "registry.lab:5000/fleet/inference",
   tag: "1.4.2",
   registry,
   builderName: "jetson-fleet-policy-test",
 });
+for (const spec of [inference, mediamtx]) {
+  const service = { ...ServiceSpec.parse(spec), ...extraFields[spec.name] };
+  // The built image's digest is unknown until the build runs (as in a first preview).
+  const image = testCase === "built-image" && spec.name === "inference" ? built.ref : service.image;
+  new pulumi.ComponentResource("jetson:services:Service", `${host.name}-${service.name}`, {
+    host: host.name,
+    service: { ...service, image },
+  });
+}
 
 const brokenPod = testCase === "kubernetes";
 const podSpec: k8s.types.input.core.v1.PodSpec = {
