@@ -4,7 +4,16 @@ import pulumi from "@pulumi/eslint-plugin";
 import tseslint from "typescript-eslint";
 
 export default tseslint.config(
-  { ignores: ["node_modules/**", "dist/**", "docs/api/**", "test/engine/library-consumer/**"] },
+  // The language host's embedded policy-pack entry is CommonJS run inside @pulumi/pulumi's runtime, outside the TypeScript project.
+  {
+    ignores: [
+      "node_modules/**",
+      "dist/**",
+      "docs/api/**",
+      "tools/pulumi/cmd/pulumi-language-nodejs/*.cjs",
+      "test/engine/library-consumer/**",
+    ],
+  },
   ...tseslint.configs.recommendedTypeChecked,
   {
     languageOptions: {

@@ -8,7 +8,9 @@ const build = readBuildEnvironment(process.env, stackFileName(pulumi.getStack())
 
 // Hosts are independent: the engine bootstraps them in parallel, and one that fails leaves the
 // others' progress in place.
-const hosts = Object.fromEntries(config.hosts.map((host) => [host.name, new JetsonHost(host.name, { host, runtime: config.runtime })]));
+const hosts = Object.fromEntries(
+  config.hosts.map((host) => [host.name, new JetsonHost(host.name, { host, runtime: config.runtime, production: config.production })]),
+);
 
 // Images build and push in parallel with the host bootstrap; services deploy their digests.
 const images = Object.fromEntries(

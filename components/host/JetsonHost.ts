@@ -52,6 +52,33 @@ export interface JetsonHostArgs {
     /** Failed dials after which the step fails. @example 6 */
     readonly dialErrorLimit: number;
   };
+  /**
+   * Whether the host belongs to a production stack (the stack config's `production`): the policy
+   * pack then requires a pinned host key.
+   * @default false
+   * @example true
+   */
+  readonly production?: boolean;
+}
+
+/** What a JetsonHost registers as its inputs: what the policy pack checks, nothing secret. */
+export interface JetsonHostInputs {
+  /** The host's name. */
+  readonly host: string;
+  readonly address: string;
+  /** Whether connections refuse any host key but `hostKey`. */
+  readonly hostKeyPinned: boolean;
+  readonly production: boolean;
+}
+
+/** The registered inputs of a JetsonHost for `args` (see `JetsonHostInputs`). */
+export function jetsonHostInputs(args: JetsonHostArgs): JetsonHostInputs {
+  return {
+    host: args.host.name,
+    address: args.host.address,
+    hostKeyPinned: args.host.hostKey !== undefined,
+    production: args.production ?? false,
+  };
 }
 
 /** Bounded so an unreachable host fails in about two minutes instead of hanging the update. */
@@ -68,7 +95,7 @@ export class JetsonHost extends pulumi.ComponentResource {
   public readonly ready: command.remote.Command;
 
   constructor(name: string, args: JetsonHostArgs, opts?: pulumi.ComponentResourceOptions) {
-    super("jetson:host:JetsonHost", name, {}, opts);
+    super("jetson:host:JetsonHost", name, jetsonHostInputs(args), opts);
     const { host, runtime } = args;
     const dial = args.dial ?? DEFAULT_DIAL;
     const connection: command.types.input.remote.ConnectionArgs = {

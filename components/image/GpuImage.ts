@@ -113,6 +113,11 @@ export function validateRepository(repository: string): string {
   );
 }
 
+/** The tag `args` push: theirs, else the stack's name. */
+function tagOf(args: GpuImageArgs): string {
+  return args.tag ?? pulumi.getStack();
+}
+
 /** `repository:tag`, after checking the tag. */
 export function taggedRef(repository: string, tag: string): string {
   if (!TAG.test(tag))
@@ -134,7 +139,7 @@ export function defaultCacheRef(repository: string): string {
 /** The `dockerbuild.Image` inputs for `args`: validated and defaulted once, here. */
 export function imageArgs(args: GpuImageArgs): dockerbuild.ImageArgs {
   const repository = validateRepository(args.repository);
-  const tag = taggedRef(repository, args.tag ?? pulumi.getStack());
+  const tag = taggedRef(repository, tagOf(args));
   const cacheRef = args.cacheRef === undefined ? defaultCacheRef(repository) : args.cacheRef;
   const platforms = args.platforms ?? DEFAULT_PLATFORMS;
   if (platforms.length === 0)
@@ -169,6 +174,41 @@ export function imageArgs(args: GpuImageArgs): dockerbuild.ImageArgs {
   };
 }
 
+/** What a GpuImage registers as its inputs: what the policy pack checks, never the password itself. */
+export interface GpuImageInputs {
+  readonly repository: string;
+  readonly tag: string;
+  readonly registry?: {
+    readonly address: pulumi.Input<string>;
+    readonly username?: pulumi.Input<string>;
+    /** Where the password came from: a Pulumi secret, plain text, or none given. */
+    readonly passwordSource: pulumi.Input<"secret" | "plaintext" | "none">;
+  };
+}
+
+/** The registered inputs of a GpuImage for `args` (see `GpuImageInputs`). */
+export function gpuImageInputs(args: GpuImageArgs): GpuImageInputs {
+  const registry = args.registry;
+  const password = registry?.password;
+  return {
+    repository: args.repository,
+    tag: tagOf(args),
+    ...(registry
+      ? {
+          registry: {
+            address: registry.address,
+            ...(registry.username !== undefined ? { username: registry.username } : {}),
+            // Policies see secrets unwrapped, so the secretness is recorded here, where it is known.
+            passwordSource:
+              password === undefined
+                ? "none"
+                : pulumi.isSecret(pulumi.output(password)).then((secret) => (secret ? "secret" : "plaintext")),
+          },
+        }
+      : {}),
+  };
+}
+
 export class GpuImage extends pulumi.ComponentResource {
   /** `repository@sha256:…`: what services deploy. */
   public readonly ref: pulumi.Output<string>;
@@ -178,7 +218,7 @@ export class GpuImage extends pulumi.ComponentResource {
   public readonly image: dockerbuild.Image;
 
   constructor(name: string, args: GpuImageArgs, opts?: pulumi.ComponentResourceOptions) {
-    super("jetson:image:GpuImage", name, {}, opts);
+    super("jetson:image:GpuImage", name, gpuImageInputs(args), opts);
     const inputs = imageArgs(args);
     this.image = new dockerbuild.Image(`${name}-build`, inputs, { parent: this });
     this.digest = this.image.digest;

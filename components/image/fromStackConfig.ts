@@ -3,6 +3,7 @@
 // settings rather than stack settings, so they come from the environment, checked before any
 // resource is registered.
 import { posix } from "node:path";
+import * as pulumi from "@pulumi/pulumi";
 import type { ImageSpec, RegistrySpec } from "../config/index.ts";
 import { GpuImageArgsError, type GpuImageArgs } from "./GpuImage.ts";
 
@@ -65,7 +66,8 @@ export function gpuImageArgs(spec: ImageSpec, registry: RegistrySpec | undefined
           registry: {
             address: registry.server,
             ...(registry.username !== undefined ? { username: registry.username } : {}),
-            ...(registry.password !== undefined ? { password: registry.password } : {}),
+            // The loader refuses a password that is not a secret in the stack file.
+            ...(registry.password !== undefined ? { password: pulumi.secret(registry.password) } : {}),
           },
         }
       : {}),

@@ -42,9 +42,9 @@ const runtime = RuntimeSpec.parse({
 });
 
 /** A JetsonHost under mocks, once all its steps are registered (the last one has resolved). */
-async function build(spec: HostSpec = host) {
+async function build(spec: HostSpec = host, production?: boolean) {
   const rec = useMockStack({ stack: "unit", config: {} }, recorder());
-  const h = new JetsonHost("orin-01", { host: spec, runtime });
+  const h = new JetsonHost("orin-01", { host: spec, runtime, ...(production === undefined ? {} : { production }) });
   await unwrap(h.verification);
   return { rec, h };
 }
@@ -107,6 +107,26 @@ describe("JetsonHost", () => {
         },
       });
     }
+  });
+
+  it("registers what the policy pack checks, nothing secret: name, address, pinned host key, production", async () => {
+    const { rec } = await build();
+    assert.deepEqual(rec.ofType("jetson:host:JetsonHost")[0]?.inputs, {
+      host: "orin-01",
+      address: "192.168.50.11",
+      hostKeyPinned: true,
+      production: false,
+    });
+  });
+
+  it("registers an unpinned host key and production as they are", async () => {
+    const { rec } = await build({ ...host, hostKey: undefined }, true);
+    assert.deepEqual(rec.ofType("jetson:host:JetsonHost")[0]?.inputs, {
+      host: "orin-01",
+      address: "192.168.50.11",
+      hostKeyPinned: false,
+      production: true,
+    });
   });
 
   it("keeps the private key and the sudo password secret", async () => {

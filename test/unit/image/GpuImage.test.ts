@@ -144,6 +144,32 @@ describe("GpuImage", () => {
     });
   });
 
+  // What the policy pack checks: repository, tag, registry address and where the password came from.
+  const registered: [string, Partial<ConstructorParameters<typeof GpuImage>[1]>, Record<string, unknown>][] = [
+    [
+      "a plain-text password",
+      { tag: "1.4.2", registry: { address: "registry.example.com", username: "ci", password: "s3cret" } },
+      { tag: "1.4.2", registry: { address: "registry.example.com", username: "ci", passwordSource: "plaintext" } },
+    ],
+    [
+      "a secret password",
+      { registry: { address: "registry.example.com", password: pulumi.secret("s3cret") } },
+      { tag: "unit", registry: { address: "registry.example.com", passwordSource: "secret" } },
+    ],
+    [
+      "no password",
+      { registry: { address: "registry.example.com" } },
+      { tag: "unit", registry: { address: "registry.example.com", passwordSource: "none" } },
+    ],
+    ["no registry", {}, { tag: "unit" }],
+  ];
+  for (const [what, args, inputs] of registered) {
+    it(`registers the inputs the policy pack checks, never the password: ${what}`, async () => {
+      const { rec } = await build(args);
+      assert.deepEqual(rec.ofType("jetson:image:GpuImage")[0]?.inputs, { repository: "registry.example.com/fleet/inference", ...inputs });
+    });
+  }
+
   it("keeps the registry password secret", async () => {
     const args = imageArgs({
       context: "c",

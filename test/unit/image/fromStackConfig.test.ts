@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
+import * as pulumi from "@pulumi/pulumi";
 import { GpuImageArgsError, ImageSpec, gpuImageArgs, readBuildEnvironment } from "../../../components/index.ts";
+import { unwrap } from "../../support/mocks.ts";
 
 describe("readBuildEnvironment", () => {
   const cases: [string, Record<string, string>, number, { builderName: string; buildOnPreview: boolean } | string][] = [
@@ -43,7 +45,7 @@ describe("readBuildEnvironment", () => {
 describe("gpuImageArgs", () => {
   const build = { builderName: "fleet", buildOnPreview: true };
 
-  it("maps an images[] entry: relative paths, base images as build args, repository under the registry, credentials", () => {
+  it("maps an images[] entry: relative paths, base images as build args, repository under the registry, credentials", async () => {
     const spec = ImageSpec.parse({
       name: "inference",
       context: "images/inference",
@@ -51,7 +53,8 @@ describe("gpuImageArgs", () => {
       buildArgs: { VERSION: "1.4.2" },
       baseImages: { RUNTIME_BASE: "nvcr.io/nvidia/l4t-tensorrt:r10.3.0-runtime" },
     });
-    assert.deepEqual(gpuImageArgs(spec, { server: "registry.lab:5000", username: "ci", password: "tok" }, build), {
+    const { registry, ...args } = gpuImageArgs(spec, { server: "registry.lab:5000", username: "ci", password: "tok" }, build);
+    assert.deepEqual(args, {
       context: "images/inference",
       dockerfile: "images/inference/Dockerfile",
       target: "runtime",
@@ -60,8 +63,13 @@ describe("gpuImageArgs", () => {
       repository: "registry.lab:5000/inference",
       builderName: "fleet",
       buildOnPreview: true,
-      registry: { address: "registry.lab:5000", username: "ci", password: "tok" },
     });
+    assert.equal(registry?.address, "registry.lab:5000");
+    assert.equal(registry?.username, "ci");
+    // The password goes on as a secret.
+    const password = pulumi.output(registry?.password);
+    assert.equal(await pulumi.isSecret(password), true);
+    assert.equal(await unwrap(password), "tok");
   });
 
   it("keeps an explicit repository and Dockerfile; anonymous without a registry", () => {

@@ -22,6 +22,7 @@ package main
 
 import (
 	"context"
+	_ "embed"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -65,6 +66,13 @@ const (
 	// the host must then "bail" (fail quietly) instead of adding a message.
 	exitCodeUserMessageShown = 32
 )
+
+// runPolicyPackWithoutTypeScript is our entry point for policy packs that set
+// `typescript: false`: @pulumi/pulumi's cmd/run-policy-pack always loads
+// ts-node, which cannot compile a pack written for Node's type stripping.
+//
+//go:embed run-policy-pack.cjs
+var runPolicyPackWithoutTypeScript string
 
 func main() {
 	// The CLI may pass --logtostderr, -v=N (registered by the logging
@@ -557,6 +565,8 @@ func (h *nodeHost) GetProgramDependencies(
 // pack (kind "analyzer", for `pulumi preview --policy-pack DIR`) or a plugin
 // with a PulumiPlugin.yaml. Its output is streamed to the CLI, which reads the
 // plugin's gRPC port from the first line of stdout.
+// A policy pack whose PulumiPolicy.yaml sets `typescript: false` runs through
+// our own entry point (run-policy-pack.cjs), so Node loads its TypeScript.
 func (h *nodeHost) RunPlugin(
 	req *pulumirpc.RunPluginRequest, server pulumirpc.LanguageRuntime_RunPluginServer,
 ) error {
@@ -577,7 +587,10 @@ func (h *nodeHost) RunPlugin(
 	dir := req.GetInfo().GetProgramDirectory()
 	policyPack := req.GetKind() == string(apitype.AnalyzerPlugin)
 	mod := "@pulumi/pulumi/cmd/run-plugin"
-	if policyPack {
+	switch {
+	case policyPack && !opts.typescript:
+		mod = "@pulumi/pulumi/cmd/run-policy-pack/run"
+	case policyPack:
 		mod = "@pulumi/pulumi/cmd/run-policy-pack"
 	}
 	runPath, err := resolveModule(nodeBin, dir, mod)
@@ -594,6 +607,10 @@ func (h *nodeHost) RunPlugin(
 		env = append(env, "PULUMI_NODEJS_TSCONFIG_PATH="+opts.tsconfig)
 	}
 	args := append(append([]string{}, opts.nodeargs...), runPath)
+	if policyPack && !opts.typescript {
+		// Our entry point, given the SDK's runner to call with ts-node off.
+		args = append(append([]string{}, opts.nodeargs...), "-e", runPolicyPackWithoutTypeScript, "--", runPath)
+	}
 	cmd := exec.CommandContext(ctx, nodeBin)
 	cmd.Stderr = stderr
 
