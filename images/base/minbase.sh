@@ -50,7 +50,15 @@ base_sum=$cache/base/debian-$SUITE-minbase-$arch.sha256
 [[ -s $base_sum && $base_sum -nt $base_tar ]] || sha256sum "$base_tar" | cut -c1-64 >"$base_sum"
 image=jetson-fleet/debian-minbase:$SUITE-$(cut -c1-12 "$base_sum")
 if ! "$DOCKER" image inspect "$image" >/dev/null 2>&1; then
-  log "importing $base_tar as $image"
-  "$DOCKER" import --platform "linux/$arch" --change 'CMD ["/bin/bash"]' "$base_tar" "$image" >/dev/null
+  # A build FROM scratch rather than `docker import`: import records the machine's architecture
+  # whatever the tarball holds, and a foreign-arch build then looks for its base in a registry.
+  log "making $image from $base_tar"
+  ctx=$(mktemp -d "$cache/base/.import.XXXXXX")
+  trap 'rm -rf "$ctx"' EXIT
+  ln "$base_tar" "$ctx/rootfs.tar" 2>/dev/null || cp "$base_tar" "$ctx/rootfs.tar"
+  printf 'FROM scratch\nADD rootfs.tar /\nCMD ["/bin/bash"]\n' |
+    DOCKER_BUILDKIT=1 "$DOCKER" build -q --platform "linux/$arch" -t "$image" -f - "$ctx" >/dev/null
+  rm -rf "$ctx"
+  trap - EXIT
 fi
 echo "$image"

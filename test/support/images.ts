@@ -13,10 +13,13 @@ export interface BaseImages {
   readonly seconds: number;
 }
 
-/** Runs images/base/build.sh (a cold run makes the Debian minbase image and both stand-ins). */
-export async function buildBaseImages(): Promise<BaseImages> {
+/**
+ * Runs images/base/build.sh (a cold run makes the Debian minbase image and both stand-ins) for a
+ * platform, by default the machine's own; linux/arm64 on x86 builds under qemu (minutes).
+ */
+export async function buildBaseImages(platform?: "linux/amd64" | "linux/arm64"): Promise<BaseImages> {
   const start = performance.now();
-  const { stdout } = await run(join(IMAGES_DIR, "base", "build.sh"), [], { maxBuffer: 16 * 1024 * 1024 });
+  const { stdout } = await run(join(IMAGES_DIR, "base", "build.sh"), platform ? [platform] : [], { maxBuffer: 16 * 1024 * 1024 });
   const vars = Object.fromEntries([...stdout.matchAll(/^(\w+)=(\S+)$/gm)].map((m) => [m[1] ?? "", m[2] ?? ""]));
   const devel = vars.L4T_SIM_DEVEL;
   const runtime = vars.L4T_SIM_RUNTIME;

@@ -7,7 +7,7 @@ const config = new pulumi.Config();
 const image = new GpuImage("inference", {
   context: config.require("context"),
   target: "runtime",
-  platforms: ["linux/amd64"],
+  platforms: config.getObject<("linux/amd64" | "linux/arm64")[]>("platforms") ?? ["linux/amd64"],
   buildArgs: config.requireObject<Record<string, string>>("buildArgs"),
   repository: config.require("repository"),
   tag: config.require("tag"),
