@@ -174,6 +174,7 @@ describe("the packed library in a consumer project", { timeout: 15 * 60_000 }, (
           context: image["context"],
           dockerfile: image["dockerfile"],
           push: image["push"],
+          registryExportPushes: (image["exports"] as { registry?: { push?: boolean } }[] | undefined)?.map((e) => e.registry?.push),
           buildOnPreview: image["buildOnPreview"],
           builder: image["builder"],
         },
@@ -185,7 +186,9 @@ describe("the packed library in a consumer project", { timeout: 15 * 60_000 }, (
           context: { location: "image" },
           // The provider's check fills in the unset inline Dockerfile.
           dockerfile: { inline: "", location: "image/Dockerfile" },
-          push: true,
+          // Pushed through a registry export (see GpuImage), so previews can build when asked.
+          push: false,
+          registryExportPushes: [true],
           buildOnPreview: false,
           builder: { name: "consumer-builder" },
         },
