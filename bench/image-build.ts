@@ -130,7 +130,7 @@ try {
     "runtime image / builder stage (uncompressed)",
     `${mb(runtimeSize)} / ${mb(builderSize)} = ${(runtimeSize / builderSize).toFixed(2)}`,
   );
-  line("  runtime image minus its base", mb(runtimeSize - (await inspectImage(bases.runtime)).Size));
+  line("  runtime image minus its base", `${((runtimeSize - (await inspectImage(bases.runtime)).Size) / 1e3).toFixed(1)} kB`);
   await removeImages("jetson-fleet/bench-inference:builder", "jetson-fleet/bench-inference:runtime");
 
   // --- arm64 under qemu --------------------------------------------------------------------------
