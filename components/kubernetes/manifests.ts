@@ -548,6 +548,6 @@ export function manifestList(fleet: FleetManifests, login?: RegistryLogin): Mani
 /** The fleet as one multi-document YAML stream, e.g. for a GitOps repository or `kubectl apply -f -`. */
 export function renderYaml(fleet: FleetManifests, login?: RegistryLogin): string {
   return manifestList(fleet, login)
-    .map((m) => stringify(m, { lineWidth: 0 }))
+    .map((m) => stringify(m, { lineWidth: 0, aliasDuplicateObjects: false }))
     .join("---\n");
 }
