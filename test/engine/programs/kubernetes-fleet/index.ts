@@ -1,0 +1,24 @@
+// The engine tier's Kubernetes fleet program: services from the stack config applied through a
+// provider built from the kubeconfig the stack holds as a secret, with registry pull credentials.
+import * as pulumi from "@pulumi/pulumi";
+import { KubernetesFleet, ServiceSpec, type Workload } from "../../../../components/index.ts";
+
+const config = new pulumi.Config();
+const fleet = new KubernetesFleet("fleet", {
+  services: config.requireObject<unknown[]>("services").map((s) => ServiceSpec.parse(s)),
+  images: config.getObject<Record<string, string>>("images") ?? {},
+  namespace: config.require("namespace"),
+  rollout: { maxUnavailable: config.requireObject<number | string>("maxUnavailable") },
+  registry: {
+    server: config.require("registryServer"),
+    username: config.require("registryUsername"),
+    password: config.requireSecret("registryPassword"),
+  },
+  workloads: config.getObject<Record<string, Workload>>("workloads") ?? {},
+  // The test API server has no nodes and no controllers: no pod ever becomes ready.
+  awaitRollout: false,
+  kubeconfig: config.requireSecret("kubeconfig"),
+});
+
+export const namespace = fleet.namespace;
+export const images = fleet.images;
