@@ -98,6 +98,24 @@ describe("KubernetesFleet", () => {
     );
   });
 
+  it("renders to a directory for GitOps through the provider it builds; no kubeconfig, no provider of its own", async () => {
+    const rec = useMockStack({ stack: "prod", config: {} }, new ResourceRecorder());
+    const gitops = new KubernetesFleet("gitops", {
+      services: SERVICES,
+      images: { inference: REF },
+      kubeconfig: "apiVersion: v1\nkind: Config\n",
+      renderYamlToDirectory: "gitops/jetson-fleet",
+    });
+    new KubernetesFleet("ambient", { services: SERVICES, images: { inference: REF }, namespace: "other" });
+    await unwrap(gitops.namespace);
+    await settle();
+    const providers = rec.ofType("pulumi:providers:kubernetes");
+    assert.deepEqual(
+      providers.map((p) => [p.name, p.inputs["renderYamlToDirectory"], p.inputs["enableServerSideApply"]]),
+      [["gitops-provider", "gitops/jetson-fleet", "true"]],
+    );
+  });
+
   it("a registry username without a password is rejected", () => {
     useMockStack({ stack: "prod", config: {} }, new ResourceRecorder());
     assert.throws(
