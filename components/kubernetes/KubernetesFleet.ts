@@ -46,11 +46,19 @@ export interface KubernetesFleetArgs {
    * @example { inference: gpuImage.ref }
    */
   readonly images?: Readonly<Record<string, pulumi.Input<string>>>;
-  /** The namespace services are deployed to. @default "jetson-fleet" */
+  /** The namespace services are deployed to. @default "jetson-fleet" @example "vision" */
   readonly namespace?: string;
-  /** Rolling updates: pods replaced at once, also each service's PodDisruptionBudget. @default { maxUnavailable: 1 } */
+  /**
+   * Rolling updates: pods replaced at once, also each service's PodDisruptionBudget.
+   * @default { maxUnavailable: 1 }
+   * @example { maxUnavailable: "25%" }
+   */
   readonly rollout?: DeploySpec["rollout"];
-  /** The registry to pull from, with credentials when it needs them. @default none */
+  /**
+   * The registry to pull from, with credentials when it needs them.
+   * @default none (anonymous pulls)
+   * @example { server: "registry.lab:5000", username: "fleet", password: config.requireSecret("registryPassword") }
+   */
   readonly registry?: KubernetesFleetRegistry;
   /**
    * Labels of the nodes services run on (one DaemonSet pod per node).
@@ -71,9 +79,9 @@ export interface KubernetesFleetArgs {
    * @example { mode: "device-plugin", image: "registry.lab:5000/nvidia/k8s-device-plugin@sha256:…" }
    */
   readonly gpu?: GpuAccess;
-  /** Create the `nvidia` RuntimeClass; turn off when the cluster already defines it. @default true */
+  /** Create the `nvidia` RuntimeClass; turn off when the cluster already defines it. @default true @example false */
   readonly runtimeClass?: boolean;
-  /** Wait for each workload's rollout during `up`; off for clusters without nodes. @default true */
+  /** Wait for each workload's rollout during `up`; off for clusters without nodes. @default true @example false */
   readonly awaitRollout?: boolean;
   /**
    * The cluster's kubeconfig (contents), kept as a Pulumi secret: the fleet builds its own

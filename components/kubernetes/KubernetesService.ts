@@ -26,9 +26,15 @@ export interface KubernetesServiceArgs {
    * @example { kind: "Deployment", replicas: 2 }
    */
   readonly workload?: Workload;
-  /** The workload object as `fleetManifests` renders it (`kind` as in `workload`). */
+  /**
+   * The workload object as `fleetManifests` renders it (`kind` as in `workload`).
+   * @example fleetManifests({...}).services[0].workload
+   */
   readonly workloadManifest: pulumi.Input<Manifest>;
-  /** The PodDisruptionBudget as `fleetManifests` renders it. */
+  /**
+   * The PodDisruptionBudget as `fleetManifests` renders it.
+   * @example fleetManifests({...}).services[0].disruptionBudget
+   */
   readonly disruptionBudgetManifest: pulumi.Input<Manifest>;
 }
 
