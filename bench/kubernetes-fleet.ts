@@ -27,7 +27,7 @@ const env = await engineStack({
     ],
     images: { inference: `registry.lab:5000/fleet/inference@${digest("4f")}` },
     namespace: "bench",
-    maxUnavailable: 1,
+    rollout: { maxUnavailable: 1 },
     registryServer: "registry.lab:5000",
     registryUsername: "fleet",
   },

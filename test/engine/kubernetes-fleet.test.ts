@@ -59,7 +59,7 @@ describe("Kubernetes fleet under the real engine against a real API server", () 
         services,
         images: { inference: INFERENCE_REF },
         namespace,
-        maxUnavailable: "25%",
+        rollout: { maxUnavailable: "25%" },
         registryServer: "registry.lab:5000",
         registryUsername: "fleet",
         workloads: { webui: { kind: "Deployment", replicas: 2 } },
@@ -133,9 +133,10 @@ describe("Kubernetes fleet under the real engine against a real API server", () 
     });
     assert.deepEqual(pod["securityContext"], { runAsUser: 1000, runAsGroup: 1000 });
     // Server-side apply by the Pulumi provider.
+    const managed = (await kube.get<Obj>("--show-managed-fields", "-n", NAMESPACE, "daemonset", "inference")).metadata.managedFields;
     assert.ok(
-      ds.metadata.managedFields?.some((f) => f.operation === "Apply" && f.manager.startsWith("pulumi")),
-      JSON.stringify(ds.metadata.managedFields),
+      managed?.some((f) => f.operation === "Apply" && f.manager.startsWith("pulumi")),
+      JSON.stringify(managed),
     );
 
     const deploy = await kube.get<Obj>("-n", NAMESPACE, "deployment", "webui");

@@ -8,7 +8,7 @@ const fleet = new KubernetesFleet("fleet", {
   services: config.requireObject<unknown[]>("services").map((s) => ServiceSpec.parse(s)),
   images: config.getObject<Record<string, string>>("images") ?? {},
   namespace: config.require("namespace"),
-  rollout: { maxUnavailable: config.requireObject<number | string>("maxUnavailable") },
+  rollout: config.requireObject<{ maxUnavailable: number | string }>("rollout"),
   registry: {
     server: config.require("registryServer"),
     username: config.require("registryUsername"),
