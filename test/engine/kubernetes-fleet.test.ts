@@ -3,13 +3,16 @@
 // server's schema, defaulting, validation and admission; kubectl reads them back; a second up
 // changes nothing; an image not pinned by digest is refused before anything reaches the server.
 import assert from "node:assert/strict";
-import { rmSync } from "node:fs";
+import { rmSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { engineStack, type EngineStack } from "../support/engine.ts";
 import { startKubeApiServer, type KubeApiServer } from "../support/kubernetes.ts";
 
 const INFERENCE_REF = `registry.lab:5000/fleet/inference@sha256:${"4f".repeat(32)}`;
 const WEBUI_REF = `registry.lab:5000/fleet/webui:2.0@sha256:${"a1".repeat(32)}`;
+const PLUGIN_REF = `registry.lab:5000/nvidia/k8s-device-plugin:v0.17.1@sha256:${"9e".repeat(32)}`;
+const MEDIAMTX_REF = `registry.lab:5000/bluenviron/mediamtx:1.9.3@sha256:${"0c".repeat(32)}`;
 const REGISTRY_PASSWORD = "engine-pull-pass-5c81d2";
 const NAMESPACE = "fleet-engine";
 
@@ -27,10 +30,21 @@ const SERVICES = [
     ],
     shmSize: "2g",
     healthcheck: { test: ["CMD", "python3", "/app/healthcheck.py"], startPeriod: "30s" },
-    resources: { cpus: 1.5, memory: "1g" },
+    resources: { cpus: 1.5, memory: "1g", gpus: "all" },
     user: "1000:1000",
     readOnlyRootFilesystem: true,
     capDrop: ["ALL"],
+  },
+  {
+    name: "mediamtx",
+    image: MEDIAMTX_REF,
+    ports: [{ target: 8554 }, { target: 8889, published: 18889, hostIp: "127.0.0.1" }, { target: 8189, protocol: "udp" }],
+    volumes: [
+      { type: "tmpfs", target: "/tmp" },
+      { type: "volume", source: "recordings", target: "/recordings" },
+    ],
+    ipc: "host",
+    securityOpt: ["no-new-privileges:true", "seccomp=unconfined"],
   },
   {
     name: "webui",
@@ -63,6 +77,7 @@ describe("Kubernetes fleet under the real engine against a real API server", () 
         registryServer: "registry.lab:5000",
         registryUsername: "fleet",
         workloads: { webui: { kind: "Deployment", replicas: 2 } },
+        gpu: { mode: "device-plugin", image: PLUGIN_REF },
       },
       secrets: { kubeconfig: kube.kubeconfig, registryPassword: REGISTRY_PASSWORD },
     });
@@ -93,7 +108,7 @@ describe("Kubernetes fleet under the real engine against a real API server", () 
     const result = await env.stack.up({ color: "never" });
     console.log(`fleet up: ${((performance.now() - start) / 1000).toFixed(1)} s`);
     assert.equal(result.outputs["namespace"]?.value, NAMESPACE);
-    assert.deepEqual(result.outputs["images"]?.value, { inference: INFERENCE_REF, webui: WEBUI_REF });
+    assert.deepEqual(result.outputs["images"]?.value, { inference: INFERENCE_REF, mediamtx: MEDIAMTX_REF, webui: WEBUI_REF });
 
     assert.equal((await kube.get<{ status: { phase: string } }>("namespace", NAMESPACE)).status.phase, "Active");
     assert.equal((await kube.get<{ handler: string }>("runtimeclass", "nvidia")).handler, "nvidia");
@@ -124,7 +139,10 @@ describe("Kubernetes fleet under the real engine against a real API server", () 
       { name: "volume-1", mountPath: "/output" },
       { name: "shm", mountPath: "/dev/shm" },
     ]);
-    assert.deepEqual(c["resources"], { requests: { cpu: "1500m", memory: "1Gi" }, limits: { cpu: "1500m", memory: "1Gi" } });
+    assert.deepEqual(c["resources"], {
+      requests: { cpu: "1500m", memory: "1Gi", "nvidia.com/gpu": "1" },
+      limits: { cpu: "1500m", memory: "1Gi", "nvidia.com/gpu": "1" },
+    });
     assert.deepEqual((c["readinessProbe"] as { exec: unknown }).exec, { command: ["python3", "/app/healthcheck.py"] });
     assert.deepEqual(c["securityContext"], {
       allowPrivilegeEscalation: false,
@@ -139,6 +157,23 @@ describe("Kubernetes fleet under the real engine against a real API server", () 
       JSON.stringify(managed),
     );
 
+    const plugin = await kube.get<Obj>("-n", NAMESPACE, "daemonset", "nvidia-device-plugin");
+    assert.equal(plugin.spec.template.spec.containers[0]?.image, PLUGIN_REF);
+    assert.equal(plugin.spec.template.spec["runtimeClassName"], "nvidia");
+
+    const mediamtx = await kube.get<Obj>("-n", NAMESPACE, "daemonset", "mediamtx");
+    assert.equal(mediamtx.spec.template.spec["hostIPC"], true);
+    assert.equal(mediamtx.spec.template.spec["runtimeClassName"], undefined);
+    assert.deepEqual(mediamtx.spec.template.spec.containers[0]?.["ports"], [
+      { containerPort: 8554, protocol: "TCP" },
+      { containerPort: 8889, hostIP: "127.0.0.1", hostPort: 18889, protocol: "TCP" },
+      { containerPort: 8189, protocol: "UDP" },
+    ]);
+    assert.deepEqual(mediamtx.spec.template.spec.containers[0]?.["securityContext"], {
+      allowPrivilegeEscalation: false,
+      seccompProfile: { type: "Unconfined" },
+    });
+
     const deploy = await kube.get<Obj>("-n", NAMESPACE, "deployment", "webui");
     assert.equal(deploy.spec["replicas"], 2);
     assert.deepEqual(deploy.spec["strategy"], { type: "RollingUpdate", rollingUpdate: { maxUnavailable: "25%", maxSurge: 0 } });
@@ -150,6 +185,7 @@ describe("Kubernetes fleet under the real engine against a real API server", () 
       pdbs.items.map((p) => [p.metadata.name, p.spec.maxUnavailable]),
       [
         ["inference", "25%"],
+        ["mediamtx", "25%"],
         ["webui", "25%"],
       ],
     );
@@ -172,9 +208,15 @@ describe("Kubernetes fleet under the real engine against a real API server", () 
 
     before1 = Object.fromEntries(
       await Promise.all(
-        ["daemonset/inference", "deployment/webui", "pdb/inference", "pdb/webui", "secret/registry-credentials"].map(
-          async (o) => [o, (await kube.get<Obj>("-n", NAMESPACE, o)).metadata.resourceVersion] as const,
-        ),
+        [
+          "daemonset/inference",
+          "daemonset/mediamtx",
+          "daemonset/nvidia-device-plugin",
+          "deployment/webui",
+          "pdb/inference",
+          "pdb/webui",
+          "secret/registry-credentials",
+        ].map(async (o) => [o, (await kube.get<Obj>("-n", NAMESPACE, o)).metadata.resourceVersion] as const),
       ),
     );
   });
@@ -191,6 +233,32 @@ describe("Kubernetes fleet under the real engine against a real API server", () 
     for (const [o, version] of Object.entries(before1)) {
       assert.equal((await kube.get<Obj>("-n", NAMESPACE, o)).metadata.resourceVersion, version, `${o} was written again`);
     }
+  });
+
+  it("the server's validation is live: it refuses an object our manifests would never produce", async () => {
+    // Host networking with a host port other than the container port is invalid on the server.
+    const file = join(kube.dir, "invalid-daemonset.json");
+    const labels = { "app.kubernetes.io/name": "invalid" };
+    writeFileSync(
+      file,
+      JSON.stringify({
+        apiVersion: "apps/v1",
+        kind: "DaemonSet",
+        metadata: { name: "invalid", namespace: NAMESPACE },
+        spec: {
+          selector: { matchLabels: labels },
+          template: {
+            metadata: { labels },
+            spec: {
+              hostNetwork: true,
+              containers: [{ name: "invalid", image: WEBUI_REF, ports: [{ containerPort: 8080, hostPort: 9000 }] }],
+            },
+          },
+        },
+      }),
+    );
+    await assert.rejects(kube.kubectl("apply", "--server-side", "-f", file), /must match `containerPort` when `hostNetwork` is true/);
+    await assert.rejects(kube.kubectl("get", "-n", NAMESPACE, "daemonset", "invalid"), /NotFound|not found/);
   });
 
   it("an image not pinned by digest is refused by our validation before anything is sent", async () => {

@@ -8,6 +8,8 @@ import { run } from "./services.ts";
 const SCRIPT = join(import.meta.dirname, "..", "..", "tools", "kube-apiserver.sh");
 
 export interface KubeApiServer {
+  /** The server's state directory (certificates, etcd data, logs); removed by `stop`. */
+  readonly dir: string;
   /** The kubeconfig's path (cluster admin by client certificate). */
   readonly kubeconfigPath: string;
   /** The kubeconfig's contents, for a provider built from a stack secret. */
@@ -32,6 +34,7 @@ export async function startKubeApiServer(): Promise<KubeApiServer> {
   const kubectl = async (...args: string[]) =>
     (await run(join(bin, "kubectl"), ["--kubeconfig", kubeconfigPath, ...args], { maxBuffer: 64 * 1024 * 1024 })).stdout;
   return {
+    dir,
     kubeconfigPath,
     kubeconfig: readFileSync(kubeconfigPath, "utf8"),
     startMs,

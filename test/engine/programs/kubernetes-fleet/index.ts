@@ -1,7 +1,7 @@
 // The engine tier's Kubernetes fleet program: services from the stack config applied through a
 // provider built from the kubeconfig the stack holds as a secret, with registry pull credentials.
 import * as pulumi from "@pulumi/pulumi";
-import { KubernetesFleet, ServiceSpec, type Workload } from "../../../../components/index.ts";
+import { type GpuAccess, KubernetesFleet, ServiceSpec, type Workload } from "../../../../components/index.ts";
 
 const config = new pulumi.Config();
 const fleet = new KubernetesFleet("fleet", {
@@ -15,6 +15,7 @@ const fleet = new KubernetesFleet("fleet", {
     password: config.requireSecret("registryPassword"),
   },
   workloads: config.getObject<Record<string, Workload>>("workloads") ?? {},
+  gpu: config.getObject<GpuAccess>("gpu") ?? { mode: "runtime-class" },
   // The test API server has no nodes and no controllers: no pod ever becomes ready.
   awaitRollout: false,
   kubeconfig: config.requireSecret("kubeconfig"),
