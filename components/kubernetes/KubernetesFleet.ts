@@ -19,6 +19,9 @@ import {
   type Manifest,
   type Workload,
   NVIDIA_RUNTIME_CLASS,
+  PART_OF,
+  PULL_SECRET_NAME,
+  PULL_SECRET_TYPE,
   fleetManifests,
   isGpuService,
   pullSecretManifest,
@@ -162,12 +165,13 @@ export class KubernetesFleet extends pulumi.ComponentResource {
       devicePlugin: gpuMode === "device-plugin",
     };
 
+    // Rendering to a directory needs no cluster, so no kubeconfig either.
     this.provider =
-      args.kubeconfig !== undefined
+      args.kubeconfig !== undefined || args.renderYamlToDirectory !== undefined
         ? new k8s.Provider(
             `${name}-provider`,
             {
-              kubeconfig: pulumi.secret(args.kubeconfig),
+              ...(args.kubeconfig !== undefined ? { kubeconfig: pulumi.secret(args.kubeconfig) } : {}),
               enableServerSideApply: true,
               ...(args.renderYamlToDirectory ? { renderYamlToDirectory: args.renderYamlToDirectory } : {}),
             },
@@ -190,13 +194,12 @@ export class KubernetesFleet extends pulumi.ComponentResource {
     }
     if (shape.pullSecret && registry?.username !== undefined && registry.password !== undefined) {
       const username = registry.username;
-      const secret = pullSecretManifest(namespace, { server: registry.server, username, password: "" });
       ready.push(
         new k8s.core.v1.Secret(
           `${name}-registry-credentials`,
           {
-            metadata: secret.metadata,
-            type: secret.type,
+            metadata: { name: PULL_SECRET_NAME, namespace, labels: { ...PART_OF } },
+            type: PULL_SECRET_TYPE,
             data: pulumi.secret(
               pulumi
                 .output(registry.password)

@@ -29,6 +29,8 @@ export const DEFAULT_NAMESPACE = "jetson-fleet";
 export const DEFAULT_NODE_SELECTOR: Readonly<Record<string, string>> = { "kubernetes.io/arch": "arm64" };
 /** The name of the image pull secret made from the registry config. */
 export const PULL_SECRET_NAME = "registry-credentials";
+/** The pull secret's type: its data is one `.dockerconfigjson` document. */
+export const PULL_SECRET_TYPE = "kubernetes.io/dockerconfigjson";
 /** The device plugin's DaemonSet name. */
 export const DEVICE_PLUGIN_NAME = "nvidia-device-plugin";
 /** Where Docker named volumes live on each node: Kubernetes has no per-node named volume. */
@@ -167,7 +169,7 @@ export function pullSecretManifest(
     apiVersion: "v1",
     kind: "Secret",
     metadata: { name: PULL_SECRET_NAME, namespace, labels: { ...PART_OF } },
-    type: "kubernetes.io/dockerconfigjson",
+    type: PULL_SECRET_TYPE,
     data: {
       ".dockerconfigjson": Buffer.from(dockerConfigJson(registry.server, registry.username, registry.password)).toString("base64"),
     },
@@ -327,7 +329,10 @@ function resources(svc: ServiceSpec, ctx: Context): Container["resources"] {
 function container(svc: ServiceSpec, image: string, mounts: VolumeMount[], at: string, ctx: Context): Container {
   const sc = securityContext(svc, at, ctx);
   const res = resources(svc, ctx);
-  const env = Object.entries(svc.environment).map(([name, value]) => ({ name, value: String(value) }));
+  // Sorted by name: Pulumi hands structured config back with sorted keys, so input order is not stable.
+  const env = Object.entries(svc.environment)
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([name, value]) => ({ name, value: String(value) }));
   const ports = svc.ports.map((p) => ({
     containerPort: p.target,
     protocol: p.protocol.toUpperCase(),

@@ -3,9 +3,11 @@
 // server's schema, defaulting, validation and admission; kubectl reads them back; a second up
 // changes nothing; an image not pinned by digest is refused before anything reaches the server.
 import assert from "node:assert/strict";
-import { rmSync, writeFileSync } from "node:fs";
+import { readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import { parseAllDocuments } from "yaml";
+import { ServiceSpec, fleetManifests, manifestList } from "../../components/index.ts";
 import { engineStack, type EngineStack } from "../support/engine.ts";
 import { startKubeApiServer, type KubeApiServer } from "../support/kubernetes.ts";
 
@@ -65,11 +67,17 @@ describe("Kubernetes fleet under the real engine against a real API server", () 
   let kube: KubeApiServer;
   const stacks: EngineStack[] = [];
 
-  async function fleetStack(stack: string, namespace: string, services: unknown[]): Promise<EngineStack> {
+  async function fleetStack(
+    stack: string,
+    namespace: string,
+    services: unknown[],
+    extra: Record<string, unknown> = {},
+  ): Promise<EngineStack> {
     const env = await engineStack({
       program: "test/engine/programs/kubernetes-fleet",
       stack,
       config: {
+        ...extra,
         services,
         images: { inference: INFERENCE_REF },
         namespace,
@@ -259,6 +267,38 @@ describe("Kubernetes fleet under the real engine against a real API server", () 
     );
     await assert.rejects(kube.kubectl("apply", "--server-side", "-f", file), /must match `containerPort` when `hostNetwork` is true/);
     await assert.rejects(kube.kubectl("get", "-n", NAMESPACE, "daemonset", "invalid"), /NotFound|not found/);
+  });
+
+  it("renders the same objects to a directory for GitOps, sending nothing to the server", async () => {
+    const out = join(kube.dir, "gitops");
+    const env = await fleetStack("gitops", "fleet-gitops", SERVICES, { renderYamlToDirectory: out });
+    await env.stack.up({ color: "never" });
+    const files = (readdirSync(out, { recursive: true }) as string[]).filter((f) => f.endsWith(".yaml"));
+    const objects = files.flatMap((f) =>
+      parseAllDocuments(readFileSync(join(out, f), "utf8")).map((d) => d.toJS() as { kind: string; metadata: { name: string } }),
+    );
+    const expected = manifestList(
+      fleetManifests({
+        services: SERVICES.map((s) => ServiceSpec.parse(s)),
+        images: { inference: INFERENCE_REF },
+        namespace: "fleet-gitops",
+        rollout: { maxUnavailable: "25%" },
+        registry: { server: "registry.lab:5000", username: "fleet" },
+        workloads: { webui: { kind: "Deployment", replicas: 2 } },
+        gpu: { mode: "device-plugin", image: PLUGIN_REF },
+        source: { project: "kubernetes-fleet", stack: "gitops" },
+      }),
+      { server: "registry.lab:5000", username: "fleet", password: REGISTRY_PASSWORD },
+    );
+    const key = (o: { kind: string; metadata: { name: string } }) => `${o.kind}/${o.metadata.name}`;
+    assert.deepEqual(objects.map(key).sort(), expected.map(key).sort());
+    for (const want of expected) {
+      const got = objects.find((o) => key(o) === key(want)) as Record<string, unknown> | undefined;
+      for (const field of ["spec", "data", "handler", "type"]) {
+        if (want[field] !== undefined) assert.deepEqual(got?.[field], JSON.parse(JSON.stringify(want[field])), `${key(want)} ${field}`);
+      }
+    }
+    await assert.rejects(kube.kubectl("get", "namespace", "fleet-gitops"), /NotFound|not found/);
   });
 
   it("an image not pinned by digest is refused by our validation before anything is sent", async () => {

@@ -201,10 +201,11 @@ describe("fleetManifests", () => {
       readOnlyRootFilesystem: true,
       capabilities: { drop: ["ALL"] },
     });
+    // Sorted by name, whatever the order the config gives.
     assert.deepEqual(c["env"], [
-      { name: "NVIDIA_VISIBLE_DEVICES", value: "all" },
-      { name: "NVIDIA_DRIVER_CAPABILITIES", value: "compute,utility,video" },
       { name: "BATCH", value: "4" },
+      { name: "NVIDIA_DRIVER_CAPABILITIES", value: "compute,utility,video" },
+      { name: "NVIDIA_VISIBLE_DEVICES", value: "all" },
     ]);
     assert.deepEqual(svc.disruptionBudget.spec, {
       maxUnavailable: 1,

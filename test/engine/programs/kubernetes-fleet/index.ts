@@ -18,7 +18,10 @@ const fleet = new KubernetesFleet("fleet", {
   gpu: config.getObject<GpuAccess>("gpu") ?? { mode: "runtime-class" },
   // The test API server has no nodes and no controllers: no pod ever becomes ready.
   awaitRollout: false,
-  kubeconfig: config.requireSecret("kubeconfig"),
+  // Either a cluster (kubeconfig) or a GitOps directory to render into.
+  ...(config.get("renderYamlToDirectory")
+    ? { renderYamlToDirectory: config.require("renderYamlToDirectory") }
+    : { kubeconfig: config.requireSecret("kubeconfig") }),
 });
 
 export const namespace = fleet.namespace;
