@@ -65,6 +65,8 @@ for tier in "${tiers[@]}"; do
       export JETSON_FLEET_PULUMI_BIN
       step "BuildKit daemon (for @pulumi/docker-build)"
       tools/buildkit.sh build >/dev/null
+      step "kube-apiserver and kubectl (for the Kubernetes fleet)"
+      tools/kube-apiserver.sh build >/dev/null
       run_tier engine
       ;;
     *) echo "tools/test.sh: unknown tier '$tier' (expected lint, unit, integration or engine)" >&2; exit 2 ;;

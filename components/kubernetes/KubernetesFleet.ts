@@ -1,0 +1,245 @@
+// The Kubernetes fleet target: the stack's services on k3s-managed Jetsons, applied with
+// @pulumi/kubernetes (server-side apply) through a provider built from a kubeconfig held as a stack
+// secret, or rendered to YAML for a GitOps repository. The objects are exactly `fleetManifests`'
+// output, so what the unit tier snapshots is what the API server receives.
+//
+// GPU access on k3s / JetPack 6 (see README, "Kubernetes fleet"): the `nvidia` RuntimeClass, whose
+// handler k3s configures in containerd when it finds the NVIDIA container toolkit; the toolkit's
+// CSV mode then mounts the L4T libraries and device nodes into GPU pods. The NVIDIA device plugin
+// is optional (`gpu: { mode: "device-plugin", image }`); the GPU operator does not support Jetson.
+import * as k8s from "@pulumi/kubernetes";
+import * as pulumi from "@pulumi/pulumi";
+import type { DeploySpec, ServiceSpec } from "../config/schema.ts";
+import { StackConfigError } from "../config/load.ts";
+import { KubernetesService, pinnedService } from "./KubernetesService.ts";
+import {
+  DEFAULT_NAMESPACE,
+  type FleetManifests,
+  type GpuAccess,
+  type Manifest,
+  type Workload,
+  NVIDIA_RUNTIME_CLASS,
+  PART_OF,
+  PULL_SECRET_NAME,
+  PULL_SECRET_TYPE,
+  fleetManifests,
+  isGpuService,
+  pullSecretManifest,
+} from "./manifests.ts";
+
+export interface KubernetesFleetRegistry {
+  /** Registry host[:port] the images come from. @example "registry.lab:5000" */
+  readonly server: string;
+  /** User name for pulls; with it, pods pull with a dockerconfigjson Secret. @default none (anonymous pulls) */
+  readonly username?: string;
+  /** Password or token; required with `username`. Stored as a Pulumi secret. @example config.requireSecret("registry.password") */
+  readonly password?: pulumi.Input<string>;
+}
+
+export interface KubernetesFleetArgs {
+  /**
+   * The services, validated with defaults applied (the stack config's `services`), in config order
+   * (error messages name `services[i]`).
+   * @example config.services
+   */
+  readonly services: readonly ServiceSpec[];
+  /**
+   * Pinned references (`repository@sha256:…`) of the images services `build`, by image name.
+   * @default {}
+   * @example { inference: gpuImage.ref }
+   */
+  readonly images?: Readonly<Record<string, pulumi.Input<string>>>;
+  /** The namespace services are deployed to. @default "jetson-fleet" @example "vision" */
+  readonly namespace?: string;
+  /**
+   * Rolling updates: pods replaced at once, also each service's PodDisruptionBudget.
+   * @default { maxUnavailable: 1 }
+   * @example { maxUnavailable: "25%" }
+   */
+  readonly rollout?: DeploySpec["rollout"];
+  /**
+   * The registry to pull from, with credentials when it needs them.
+   * @default none (anonymous pulls)
+   * @example { server: "registry.lab:5000", username: "fleet", password: config.requireSecret("registryPassword") }
+   */
+  readonly registry?: KubernetesFleetRegistry;
+  /**
+   * Labels of the nodes services run on (one DaemonSet pod per node).
+   * @default { "kubernetes.io/arch": "arm64" }
+   * @example { "jetson-fleet.io/gpu": "orin" }
+   */
+  readonly nodeSelector?: Readonly<Record<string, string>>;
+  /**
+   * Workload per service name.
+   * @default { kind: "DaemonSet" } for every service
+   * @example { webui: { kind: "Deployment", replicas: 2 } }
+   */
+  readonly workloads?: Readonly<Record<string, Workload>>;
+  /**
+   * GPU access. `runtime-class` fits k3s on JetPack 6 (see the README); `device-plugin` adds the
+   * NVIDIA device plugin from a digest-pinned image you mirror, and `nvidia.com/gpu` limits.
+   * @default { mode: "runtime-class" }
+   * @example { mode: "device-plugin", image: "registry.lab:5000/nvidia/k8s-device-plugin@sha256:…" }
+   */
+  readonly gpu?: GpuAccess;
+  /** Create the `nvidia` RuntimeClass; turn off when the cluster already defines it. @default true @example false */
+  readonly runtimeClass?: boolean;
+  /** Wait for each workload's rollout during `up`; off for clusters without nodes. @default true @example false */
+  readonly awaitRollout?: boolean;
+  /**
+   * The cluster's kubeconfig (contents), kept as a Pulumi secret: the fleet builds its own
+   * provider from it. Without it, the provider comes from `opts.provider`, else the ambient one.
+   * @default none
+   * @example config.requireSecret("kubeconfig")
+   */
+  readonly kubeconfig?: pulumi.Input<string>;
+  /**
+   * Render every object as YAML into this directory instead of applying it (for a GitOps
+   * repository). The pull secret is written there too, base64 and not encrypted: keep it out of
+   * git or use anonymous pulls.
+   * @default none (apply to the cluster)
+   * @example "gitops/jetson-fleet"
+   */
+  readonly renderYamlToDirectory?: string;
+}
+
+/** Errors a user fixes in the fleet's arguments. */
+export class KubernetesFleetArgsError extends pulumi.RunError {}
+
+function plainImages(images: Readonly<Record<string, pulumi.Input<string>>>): Record<string, string> | undefined {
+  const out: Record<string, string> = {};
+  for (const [name, ref] of Object.entries(images)) {
+    if (typeof ref !== "string") return undefined;
+    out[name] = ref;
+  }
+  return out;
+}
+
+export class KubernetesFleet extends pulumi.ComponentResource {
+  /** The namespace the services run in. */
+  public readonly namespace: pulumi.Output<string>;
+  /** The provider the fleet applies with, when it built one from `kubeconfig`. */
+  public readonly provider: k8s.Provider | undefined;
+  /** The pinned image each service runs, by service name. */
+  public readonly images: pulumi.Output<Record<string, string>>;
+  /** Each service's component, by service name. */
+  public readonly services: Readonly<Record<string, KubernetesService>>;
+
+  constructor(name: string, args: KubernetesFleetArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("jetson:kubernetes:Fleet", name, {}, opts);
+    const namespace = args.namespace ?? DEFAULT_NAMESPACE;
+    const source = { project: pulumi.getProject(), stack: pulumi.getStack() };
+    const registry = args.registry;
+    if (registry?.username !== undefined && registry.password === undefined) {
+      throw new StackConfigError(source, [
+        { path: "registry.password", message: "is missing; expected the registry password (a Pulumi secret) with registry.username" },
+      ]);
+    }
+    const render = (images: Record<string, string>): FleetManifests =>
+      fleetManifests({
+        services: args.services,
+        images,
+        namespace,
+        ...(args.rollout ? { rollout: args.rollout } : {}),
+        ...(registry ? { registry: { server: registry.server, ...(registry.username ? { username: registry.username } : {}) } } : {}),
+        ...(args.nodeSelector ? { nodeSelector: args.nodeSelector } : {}),
+        ...(args.workloads ? { workloads: args.workloads } : {}),
+        ...(args.gpu ? { gpu: args.gpu } : {}),
+        ...(args.runtimeClass !== undefined ? { runtimeClass: args.runtimeClass } : {}),
+        ...(args.awaitRollout !== undefined ? { awaitRollout: args.awaitRollout } : {}),
+        source,
+      });
+    // Plain references are checked here, before any resource is registered; references that are
+    // outputs (a GpuImage built in this update) are checked once known, before any object that
+    // depends on them is sent: every object's inputs come from the same rendering.
+    const plain = plainImages(args.images ?? {});
+    const renderedNow = plain ? render(plain) : undefined;
+    const fleet: pulumi.Output<FleetManifests> = pulumi
+      .output(args.images ?? {})
+      .apply((images) => renderedNow ?? render(images as Record<string, string>));
+    // Which objects exist does not depend on image references: known now, for the resource graph.
+    const gpuMode = args.gpu?.mode ?? "runtime-class";
+    const shape = {
+      runtimeClass: (args.runtimeClass ?? true) && (gpuMode === "device-plugin" || args.services.some(isGpuService)),
+      pullSecret: registry?.username !== undefined,
+      devicePlugin: gpuMode === "device-plugin",
+    };
+
+    // Rendering to a directory needs no cluster, so no kubeconfig either.
+    this.provider =
+      args.kubeconfig !== undefined || args.renderYamlToDirectory !== undefined
+        ? new k8s.Provider(
+            `${name}-provider`,
+            {
+              ...(args.kubeconfig !== undefined ? { kubeconfig: pulumi.secret(args.kubeconfig) } : {}),
+              enableServerSideApply: true,
+              ...(args.renderYamlToDirectory ? { renderYamlToDirectory: args.renderYamlToDirectory } : {}),
+            },
+            { parent: this },
+          )
+        : undefined;
+    const child: pulumi.CustomResourceOptions = { parent: this, ...(this.provider ? { provider: this.provider } : {}) };
+    const meta = (pick: (f: FleetManifests) => Manifest | undefined) => fleet.apply((f) => pick(f)?.metadata ?? { name: "" });
+
+    const ns = new k8s.core.v1.Namespace(`${name}-namespace`, { metadata: meta((f) => f.namespace) }, child);
+    const ready: pulumi.Resource[] = [ns];
+    if (shape.runtimeClass) {
+      ready.push(
+        new k8s.node.v1.RuntimeClass(
+          `${name}-runtime-class`,
+          { metadata: meta((f) => f.runtimeClass), handler: NVIDIA_RUNTIME_CLASS },
+          child,
+        ),
+      );
+    }
+    if (shape.pullSecret && registry?.username !== undefined && registry.password !== undefined) {
+      const username = registry.username;
+      ready.push(
+        new k8s.core.v1.Secret(
+          `${name}-registry-credentials`,
+          {
+            metadata: { name: PULL_SECRET_NAME, namespace, labels: { ...PART_OF } },
+            type: PULL_SECRET_TYPE,
+            data: pulumi.secret(
+              pulumi
+                .output(registry.password)
+                .apply((password) => pullSecretManifest(namespace, { server: registry.server, username, password }).data),
+            ),
+          },
+          { ...child, dependsOn: [ns] },
+        ),
+      );
+    }
+    if (shape.devicePlugin) {
+      new k8s.apps.v1.DaemonSet(
+        `${name}-device-plugin`,
+        { metadata: meta((f) => f.devicePlugin), spec: fleet.apply((f) => f.devicePlugin?.["spec"] as never) },
+        { ...child, dependsOn: ready },
+      );
+    }
+
+    const services: Record<string, KubernetesService> = {};
+    for (const spec of args.services) {
+      const rendered = fleet.apply((f) => {
+        const s = f.services.find((x) => x.service === spec.name);
+        if (!s) throw new Error(`fleetManifests rendered no objects for service "${spec.name}"`);
+        return s;
+      });
+      services[spec.name] = new KubernetesService(
+        `${name}-${spec.name}`,
+        {
+          host: namespace,
+          service: rendered.apply((s) => pinnedService(spec, s.image)),
+          ...(args.workloads?.[spec.name] ? { workload: args.workloads[spec.name] } : {}),
+          workloadManifest: rendered.apply((s) => s.workload),
+          disruptionBudgetManifest: rendered.apply((s) => s.disruptionBudget),
+        },
+        { ...child, dependsOn: ready },
+      );
+    }
+    this.services = services;
+    this.namespace = ns.metadata.name;
+    this.images = fleet.apply((f) => Object.fromEntries(f.services.map((s) => [s.service, s.image])));
+    this.registerOutputs({ namespace: this.namespace, images: this.images });
+  }
+}

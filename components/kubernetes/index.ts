@@ -1,0 +1,3 @@
+export * from "./manifests.ts";
+export * from "./KubernetesService.ts";
+export * from "./KubernetesFleet.ts";

@@ -1,0 +1,28 @@
+// The engine tier's Kubernetes fleet program: services from the stack config applied through a
+// provider built from the kubeconfig the stack holds as a secret, with registry pull credentials.
+import * as pulumi from "@pulumi/pulumi";
+import { type GpuAccess, KubernetesFleet, ServiceSpec, type Workload } from "../../../../components/index.ts";
+
+const config = new pulumi.Config();
+const fleet = new KubernetesFleet("fleet", {
+  services: config.requireObject<unknown[]>("services").map((s) => ServiceSpec.parse(s)),
+  images: config.getObject<Record<string, string>>("images") ?? {},
+  namespace: config.require("namespace"),
+  rollout: config.requireObject<{ maxUnavailable: number | string }>("rollout"),
+  registry: {
+    server: config.require("registryServer"),
+    username: config.require("registryUsername"),
+    password: config.requireSecret("registryPassword"),
+  },
+  workloads: config.getObject<Record<string, Workload>>("workloads") ?? {},
+  gpu: config.getObject<GpuAccess>("gpu") ?? { mode: "runtime-class" },
+  // The test API server has no nodes and no controllers: no pod ever becomes ready.
+  awaitRollout: false,
+  // Either a cluster (kubeconfig) or a GitOps directory to render into.
+  ...(config.get("renderYamlToDirectory")
+    ? { renderYamlToDirectory: config.require("renderYamlToDirectory") }
+    : { kubeconfig: config.requireSecret("kubeconfig") }),
+});
+
+export const namespace = fleet.namespace;
+export const images = fleet.images;
