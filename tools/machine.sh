@@ -4,7 +4,7 @@
 # Idempotent: a second run installs nothing and finds dockerd already answering.
 set -euo pipefail
 
-PACKAGES=(docker.io openssh-server openssh-client docker-registry skopeo apache2-utils debootstrap dpkg-dev shellcheck yamllint curl jq iproute2)
+PACKAGES=(docker.io openssh-server openssh-client docker-registry skopeo apache2-utils debootstrap dpkg-dev shellcheck yamllint curl jq iproute2 docker-compose)
 cache=${JETSON_FLEET_CACHE:-$HOME/.cache/jetson-fleet}
 mkdir -p "$cache/logs"
 
