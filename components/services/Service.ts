@@ -31,10 +31,12 @@ export interface ServiceArgs {
   /** Environment keys whose values are secrets; they stay secrets in the state. @default [] */
   readonly secretEnvironment?: readonly string[];
   /**
-   * Services on the same host that must be up first (their `dependsOn`); with `healthy`, their
-   * containers' creates have waited for health. Containers mode only. @default []
+   * What must be up first: services on the same host this one depends on (with a health check,
+   * their containers' creates have waited for health), the previous batch of hosts, the host's
+   * bootstrap. Containers mode only; the container itself depends on them.
+   * @default []
    */
-  readonly after?: readonly Service[];
+  readonly after?: readonly pulumi.Resource[];
 }
 
 /** The registered inputs of a `Service`: the contract the policy pack reads. */
@@ -74,7 +76,10 @@ export class Service extends pulumi.ComponentResource {
       const pulled = new docker.RemoteImage(`${name}-image`, { name: args.image, keepLocally: true }, { parent: this });
       this.container = new docker.Container(
         name,
-        containerArgs(args.service, { image: pulled.name, ...(args.secretEnvironment ? { secretEnvironment: args.secretEnvironment } : {}) }),
+        containerArgs(args.service, {
+          image: pulled.name,
+          ...(args.secretEnvironment ? { secretEnvironment: args.secretEnvironment } : {}),
+        }),
         { parent: this, deleteBeforeReplace: true, dependsOn: [...(args.after ?? [])] },
       );
     }

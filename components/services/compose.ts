@@ -59,7 +59,9 @@ export function composeService(service: ServiceSpec, image: string): ComposeServ
   }
   const deps = Object.entries(s.dependsOn);
   if (deps.length > 0) {
-    out["depends_on"] = Object.fromEntries(deps.map(([name, c]) => [name, { condition: c === "healthy" ? "service_healthy" : "service_started" }]));
+    out["depends_on"] = Object.fromEntries(
+      deps.map(([name, c]) => [name, { condition: c === "healthy" ? "service_healthy" : "service_started" }]),
+    );
   }
   if (Object.keys(s.labels).length > 0) out["labels"] = { ...s.labels };
   if (s.user) out["user"] = s.user;

@@ -38,7 +38,9 @@ export function containerArgs(service: ServiceSpec, options: ContainerArgsOption
         ? []
         : s.ports.map((p) => ({ internal: p.target, external: p.published ?? p.target, protocol: p.protocol, ip: p.hostIp ?? "0.0.0.0" })),
     mounts: s.volumes.map((v) =>
-      v.type === "tmpfs" ? { type: "tmpfs", target: v.target } : { type: v.type, source: v.source ?? "", target: v.target, readOnly: v.readOnly },
+      v.type === "tmpfs"
+        ? { type: "tmpfs", target: v.target }
+        : { type: v.type, source: v.source ?? "", target: v.target, readOnly: v.readOnly },
     ),
     devices: s.devices.map(parseDevice),
     ...(s.shmSize ? { shmSize: sizeMegabytes(s.shmSize) } : {}),

@@ -100,7 +100,9 @@ export function startOrder<T extends Pick<ServiceSpec, "name" | "dependsOn">>(se
   const visit = (s: T, path: string[]) => {
     if (state.get(s.name) === "done") return;
     if (state.get(s.name) === "visiting") {
-      throw new ServiceArgsError(`services depend on each other in a cycle: ${[...path, s.name].join(" -> ")}; expected no cycles in dependsOn`);
+      throw new ServiceArgsError(
+        `services depend on each other in a cycle: ${[...path, s.name].join(" -> ")}; expected no cycles in dependsOn`,
+      );
     }
     state.set(s.name, "visiting");
     for (const dep of Object.keys(s.dependsOn)) {
