@@ -50,8 +50,9 @@ export interface ServiceInputs {
  *
  * Its registered inputs are exactly `{ host, service }` ({@link ServiceInputs}): `host` is the
  * host's name and `service` the `ServiceSpec` after defaults with `image` replaced by the pinned
- * reference it deploys (`repository@sha256:…`); environment values that are secrets stay
- * secrets. The policy pack relies on this shape: keep it stable.
+ * reference it deploys (`repository@sha256:…`). When an environment value is a secret, the
+ * engine stores the whole `service` input as a secret (same shape). The policy pack relies on
+ * this shape: keep it stable.
  *
  * Containers mode: children `<name>-image` (`docker.RemoteImage` of the pinned reference, kept on
  * the host so a rollback needs no pull) and `<name>` (`docker.Container` named after the service).
