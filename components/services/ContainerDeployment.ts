@@ -53,6 +53,8 @@ export class ContainerDeployment extends pulumi.ComponentResource {
   public readonly providers: Readonly<Record<string, docker.Provider>>;
   /** The services, by host name then service name. */
   public readonly services: Readonly<Record<string, Readonly<Record<string, Service>>>>;
+  /** Each host's report once its containers are up, like the compose mode's: `service=image` per line, by host name. */
+  public readonly results: pulumi.Output<Record<string, string>>;
 
   constructor(name: string, args: ContainerDeploymentArgs, opts?: pulumi.ComponentResourceOptions) {
     super("jetson:services:ContainerDeployment", name, {}, opts);
@@ -96,6 +98,16 @@ export class ContainerDeployment extends pulumi.ComponentResource {
     this.batches = batches.map((b) => b.map((h) => h.name));
     this.providers = providers;
     this.services = services;
-    this.registerOutputs({});
+    this.results = pulumi.all(
+      Object.fromEntries(
+        Object.entries(services).map(([host, onHost]) => [
+          host,
+          pulumi
+            .all(Object.entries(onHost).map(([svc, s]) => pulumi.all([svc, s.container?.image ?? s.image]).apply(([n, i]) => `${n}=${i}`)))
+            .apply((lines) => lines.sort().join("\n")),
+        ]),
+      ),
+    );
+    this.registerOutputs({ results: this.results });
   }
 }

@@ -116,3 +116,34 @@ export function startOrder<T extends Pick<ServiceSpec, "name" | "dependsOn">>(se
   for (const s of services) visit(s, []);
   return out;
 }
+
+/**
+ * Environment keys stored as secrets, by service name, from the stack file's secure paths
+ * (`services[0].environment.API_TOKEN`, as `pulumi config set --secret --path` writes them).
+ * A whole `services` (or `services[i]`, or its `environment`) stored encrypted makes every key of those services secret.
+ */
+export function secretEnvironmentOf(
+  services: readonly Pick<ServiceSpec, "name" | "environment">[],
+  securePaths: Iterable<string>,
+): Record<string, string[]> {
+  const out: Record<string, Set<string>> = {};
+  const add = (i: number, keys: readonly string[]) => {
+    const s = services[i];
+    if (!s) return;
+    const set = (out[s.name] ??= new Set());
+    for (const k of keys) if (k in s.environment) set.add(k);
+  };
+  for (const path of securePaths) {
+    if (path === "services") services.forEach((s, i) => add(i, Object.keys(s.environment)));
+    const m = /^services\[(\d+)\](?:\.environment(?:\.([A-Za-z_][A-Za-z0-9_]*)|\["([^"]+)"\])?)?$/.exec(path);
+    if (!m) continue;
+    const i = Number(m[1]);
+    const key = m[2] ?? m[3];
+    add(i, key !== undefined ? [key] : Object.keys(services[i]?.environment ?? {}));
+  }
+  return Object.fromEntries(
+    Object.entries(out)
+      .filter(([, keys]) => keys.size > 0)
+      .map(([name, keys]) => [name, [...keys].sort()]),
+  );
+}

@@ -13,14 +13,31 @@ interface ProgramExports {
   hostFacts: pulumi.Output<Record<string, unknown>>;
   hostVerification: pulumi.Output<Record<string, string>>;
   services: string[];
+  serviceImages: pulumi.Output<Record<string, string>>;
+  serviceResults: pulumi.Output<Record<string, string>>;
   deployTarget: string;
 }
 
+const DIGEST = `sha256:${"d".repeat(64)}`;
+const MEDIAMTX = `bluenviron/mediamtx@sha256:${"e".repeat(64)}`;
+
 describe("index.ts", () => {
   it("exports the fleet described by a valid stack", async () => {
+    // Pinned by digest: the unit tier asks no registry to resolve a tag.
+    const config = {
+      ...validConfig(),
+      services: validConfig().services?.map((s) => (s.name === "mediamtx" ? { ...s, image: MEDIAMTX } : s)),
+    };
+    process.env["BUILDX_BUILDER"] = "jetson-fleet-unit";
     const recorder = useMockStack(
-      { stack: "unit", config: validConfig(), secretPaths: VALID_SECRET_PATHS },
-      new ResourceRecorder((args) => (args.name.endsWith("-facts") ? { stdout: '{"l4tRelease":"36.4.3"}' } : { stdout: "ok" })),
+      { stack: "unit", config, secretPaths: VALID_SECRET_PATHS },
+      new ResourceRecorder((args) =>
+        args.name.endsWith("-facts")
+          ? { stdout: '{"l4tRelease":"36.4.3"}' }
+          : args.type === "docker-build:index:Image"
+            ? { digest: DIGEST }
+            : { stdout: "ok" },
+      ),
     );
     const program = await importFresh<ProgramExports>(PROGRAM);
     assert.deepEqual(await unwrap(program.dockerHosts), {
@@ -34,7 +51,28 @@ describe("index.ts", () => {
       recorder.ofType("jetson:host:JetsonHost").map((r) => r.name),
       ["jetson-01", "jetson-02"],
     );
-    assert.equal(recorder.ofType("command:remote:Command").length, 10);
+    assert.deepEqual(await unwrap(program.serviceResults), { "jetson-01": "ok", "jetson-02": "ok" });
+    // Five steps per host, then the compose mode's apply step per host.
+    assert.deepEqual(
+      recorder
+        .ofType("command:remote:Command")
+        .map((c) => c.name)
+        .filter((n) => n.endsWith("-apply"))
+        .sort(),
+      ["services-jetson-01-apply", "services-jetson-02-apply"],
+    );
+    assert.equal(recorder.ofType("command:remote:Command").length, 12);
+    assert.deepEqual(await unwrap(program.serviceImages), {
+      inference: `registry.lab:5000/inference@${DIGEST}`,
+      mediamtx: MEDIAMTX,
+    });
+    assert.deepEqual(
+      recorder
+        .ofType("jetson:services:Service")
+        .map((r) => r.name)
+        .sort(),
+      ["services-jetson-01-inference", "services-jetson-01-mediamtx", "services-jetson-02-inference", "services-jetson-02-mediamtx"],
+    );
     assert.deepEqual(await unwrap(program.services), ["inference", "mediamtx"]);
     assert.equal(await unwrap(program.deployTarget), "compose");
   });

@@ -13,6 +13,7 @@ import {
   parseDevice,
   repositoryOf,
   rolloutBatches,
+  secretEnvironmentOf,
   sizeBytes,
   sizeMegabytes,
   startOrder,
@@ -130,5 +131,25 @@ describe("services: pure helpers", () => {
     assert.throws(() => batchSize(3, "0%"), {
       message: 'deploy.rollout.maxUnavailable is "0%"; expected a count or a percentage such as "25%"',
     });
+  });
+});
+
+describe("secretEnvironmentOf", () => {
+  it("finds the secret environment keys of each service from the stack file's secure paths", () => {
+    const services = [
+      ServiceSpec.parse({ name: "inference", image: "x:1", environment: { API_TOKEN: "t", MODE: "live", DB_PASSWORD: "p" } }),
+      ServiceSpec.parse({ name: "ui", image: "y:1", environment: { SESSION_KEY: "k" } }),
+    ];
+    const table: [string[], Record<string, string[]>][] = [
+      [[], {}],
+      [["hosts[0].privateKey", "registry.password"], {}],
+      [["services[0].environment.API_TOKEN"], { inference: ["API_TOKEN"] }],
+      [['services[0].environment["DB_PASSWORD"]', "services[0].environment.API_TOKEN"], { inference: ["API_TOKEN", "DB_PASSWORD"] }],
+      [["services[1].environment"], { ui: ["SESSION_KEY"] }],
+      [["services[1]"], { ui: ["SESSION_KEY"] }],
+      [["services"], { inference: ["API_TOKEN", "DB_PASSWORD", "MODE"], ui: ["SESSION_KEY"] }],
+      [["services[0].environment.NOT_SET", "services[7].environment.X"], {}],
+    ];
+    for (const [paths, expected] of table) assert.deepEqual(secretEnvironmentOf(services, paths), expected, paths.join(", "));
   });
 });
