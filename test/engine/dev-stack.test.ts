@@ -19,7 +19,7 @@ describe("dev stack lifecycle", () => {
   it("comes up with the outputs the config describes", async () => {
     const up = await env.stack.up({ color: "never" });
     assert.equal(up.summary.result, "succeeded");
-    assert.deepEqual(up.outputs["services"]?.value, ["inference"]);
+    assert.deepEqual(up.outputs["services"]?.value, ["inference", "mediamtx", "web-ui"]);
     assert.equal(up.outputs["deployTarget"]?.value, "compose");
   });
 
