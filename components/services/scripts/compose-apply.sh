@@ -57,18 +57,16 @@ run_compose "$dir/next.yaml" pull -q 2>"$dir/pull.err" \
 failed_service=""
 failed_output=""
 # wait_healthy FILE: every service of FILE running, and healthy when it has a health check.
-# docker-compose 1.x takes a second per call, so the containers are looked up once.
+# docker-compose 1.x takes a second per call, so the containers are looked up once. A service
+# whose container is missing (compose up stopped at an unhealthy dependency) fails only after the
+# others were checked, so the message names the unhealthy one.
 wait_healthy() {
-  local file=$1 deadline svc cid state status health started pending
+  local file=$1 deadline svc cid state status health started pending missing=()
   local -A cids=()
   deadline=$((SECONDS + timeout))
   for svc in $(run_compose "$file" config --services); do
-    cids[$svc]=$(run_compose "$file" ps -q "$svc" 2>/dev/null | head -n 1)
-    [[ -n ${cids[$svc]} ]] || {
-      failed_service=$svc
-      failed_output="no container was created"
-      return 1
-    }
+    cid=$(run_compose "$file" ps -q "$svc" 2>/dev/null | head -n 1)
+    if [[ -n $cid ]]; then cids[$svc]=$cid; else missing+=("$svc"); fi
   done
   while :; do
     pending=0
@@ -91,6 +89,11 @@ wait_healthy() {
         pending=1
       fi
     done
+    if ((${#missing[@]})) && ((pending == 0 || SECONDS >= deadline)); then
+      failed_service=${missing[0]}
+      failed_output="no container was created: $(tail -n 3 "$dir/up.err" | tr '\n' ' ')"
+      return 1
+    fi
     ((pending)) || return 0
     if ((SECONDS >= deadline)); then
       failed_service=$svc
@@ -101,7 +104,10 @@ wait_healthy() {
   done
 }
 
-if run_compose "$dir/next.yaml" up -d --remove-orphans 2>"$dir/up.err" && wait_healthy "$dir/next.yaml"; then
+# compose up fails when a dependency never gets healthy; wait_healthy then names that service.
+up_ok=true
+run_compose "$dir/next.yaml" up -d --remove-orphans 2>"$dir/up.err" || up_ok=false
+if wait_healthy "$dir/next.yaml" && $up_ok; then
   mv "$dir/next.yaml" "$dir/current.yaml"
   after=$(containers)
   if [[ $after == "$before" ]]; then echo "unchanged"; else echo "updated"; fi
@@ -111,7 +117,7 @@ fi
 
 [[ -n $failed_service ]] || {
   failed_service="(compose up)"
-  failed_output=$(tail -n 5 "$dir/up.err")
+  failed_output=$(tail -n 5 "$dir/up.err" | tr '\n' ' ')
 }
 new_image=$(run_compose "$dir/next.yaml" config | sed -n "/^  $failed_service:\$/,/^  [^ ]/s/^    image: //p" | head -n 1)
 message="host $host: service $failed_service is not healthy after the update to ${new_image:-its new image}; health output: $failed_output"
