@@ -114,6 +114,7 @@ describe("compose mode on a simulated Jetson", { timeout: 30 * 60_000 }, () => {
     assert.deepEqual(web.Mounts.map((m) => [m.Type, m.Type === "volume" ? m.Name : m.Source, m.Destination, m.RW]).sort(), [
       ["bind", "/opt/jf6/models", "/models", false],
       ["bind", "/opt/jf6/output", "/output", true],
+      ["tmpfs", "", "/tmp", true],
       ["volume", "jetson-fleet_probe-cache", "/cache", true],
     ]);
     assert.equal(web.HostConfig.RestartPolicy.Name, "unless-stopped");
