@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { describe, it } from "node:test";
-import type * as pulumi from "@pulumi/pulumi";
+import * as pulumi from "@pulumi/pulumi";
 import { StackConfigError } from "../../components/index.ts";
 import { VALID_SECRET_PATHS, validConfig } from "../support/fixtures.ts";
 import { ResourceRecorder, importFresh, unwrap, useMockStack } from "../support/mocks.ts";
@@ -76,6 +76,35 @@ describe("index.ts", () => {
     assert.deepEqual(await unwrap(program.services), ["inference", "mediamtx"]);
     assert.equal(await unwrap(program.deployTarget), "compose");
   });
+
+  for (const [target, containers, services] of [
+    ["containers", 4, 4],
+    ["kubernetes", 0, 0],
+  ] as const) {
+    it(`deploys with deploy.target ${target}`, async () => {
+      const config = {
+        ...validConfig(),
+        services: validConfig().services?.map((s) => (s.name === "mediamtx" ? { ...s, image: MEDIAMTX } : s)),
+        deploy: { target },
+      };
+      process.env["BUILDX_BUILDER"] = "jetson-fleet-unit";
+      const recorder = useMockStack(
+        { stack: "unit", config, secretPaths: VALID_SECRET_PATHS },
+        new ResourceRecorder((args) =>
+          args.name.endsWith("-facts")
+            ? { stdout: '{"l4tRelease":"36.4.3"}' }
+            : args.type === "docker-build:index:Image"
+              ? { digest: DIGEST }
+              : { stdout: "ok" },
+        ),
+      );
+      const program = await importFresh<ProgramExports>(PROGRAM);
+      await unwrap(pulumi.all([program.serviceResults, program.serviceImages, program.hostVerification]));
+      assert.equal(recorder.ofType("docker:index/container:Container").length, containers);
+      assert.equal(recorder.ofType("jetson:services:Service").length, services);
+      assert.equal(recorder.ofType("command:remote:Command").length, 10, "no compose apply steps");
+    });
+  }
 
   it("stops on bad config before registering any resource", async () => {
     const config = validConfig() as Record<string, unknown>;
