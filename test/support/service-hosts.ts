@@ -6,7 +6,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import { join } from "node:path";
 import { HOST_SCRIPTS, RuntimeSpec, hostCommand, renderHostScript, renderServiceScript, type HostScript } from "../../components/index.ts";
-import { IMAGES_DIR } from "./images.ts";
+import { IMAGES_DIR, removeImages } from "./images.ts";
 import { ssh, startSims, type SimFleet, type SimHost, type SshResult } from "./jetson-sim.ts";
 import { docker, run, scratchDir, startRegistry, type Registry } from "./services.ts";
 import { writeFileSync } from "node:fs";
@@ -50,7 +50,7 @@ export function applyCommand(env: Record<string, string>): string {
   return hostCommand(renderServiceScript("compose-apply"), env, "sudo-password");
 }
 
-async function buildReleases(registry: Registry): Promise<ProbeReleases> {
+async function buildReleases(registry: Registry, tags: string[]): Promise<ProbeReleases> {
   const build = join(IMAGES_DIR, "web-probe", "build.sh");
   const releases: [keyof ProbeReleases, string, string][] = [
     ["v1", "1.0.0", "true"],
@@ -61,6 +61,7 @@ async function buildReleases(registry: Registry): Promise<ProbeReleases> {
   for (const [key, version, healthy] of releases) {
     const tag = `${registry.server}/web-probe:${version}`;
     await run(build, [tag, version, healthy]);
+    tags.push(tag);
     await docker("push", "-q", tag);
     const { stdout } = await docker("image", "inspect", "-f", "{{index .RepoDigests 0}}", tag);
     out[key] = `${HOST_REGISTRY}/web-probe@${stdout.trim().split("@")[1] ?? ""}`;
@@ -72,14 +73,16 @@ async function buildReleases(registry: Registry): Promise<ProbeReleases> {
 export async function startServiceHosts(count: number, prefix: string): Promise<ServiceHosts> {
   const registry = await startRegistry();
   const tunnels: ChildProcess[] = [];
+  const tags: string[] = [];
   let fleet: SimFleet | undefined;
   const stop = async () => {
     for (const t of tunnels) t.kill("SIGTERM");
     await fleet?.stop();
     await registry.stop();
+    await removeImages(...tags);
   };
   try {
-    const releases = await buildReleases(registry);
+    const releases = await buildReleases(registry, tags);
     fleet = await startSims(count, { prefix });
     const f = fleet;
     const sh = async (host: SimHost, command: string) => {

@@ -4,12 +4,14 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { registryResolver } from "../../../components/index.ts";
-import { IMAGES_DIR } from "../../support/images.ts";
+import { IMAGES_DIR, removeImages } from "../../support/images.ts";
 import { docker, run, startAuthRegistry, startRegistry, type AuthRegistry, type Registry } from "../../support/services.ts";
 
+const tags: string[] = [];
 async function push(server: string, version: string): Promise<string> {
   const tag = `${server}/web-probe:${version}`;
   await run(join(IMAGES_DIR, "web-probe", "build.sh"), [tag, version]);
+  tags.push(tag);
   await docker("push", "-q", tag);
   // The engine lists the image's digest in every registry it was pushed to: take this one's.
   const digests = (await docker("image", "inspect", "-f", "{{json .RepoDigests}}", tag)).stdout;
@@ -26,11 +28,13 @@ describe("registryResolver against a real registry", { timeout: 5 * 60_000 }, ()
   after(async () => {
     await plain?.stop();
     await auth?.stop();
+    await removeImages(...tags);
   });
 
   it("resolves a tag to the pushed digest; the same digest under another tag pins identically", async () => {
     const pinned = await push(plain.server, "1.0.0");
     await docker("tag", `${plain.server}/web-probe:1.0.0`, `${plain.server}/web-probe:stable`);
+    tags.push(`${plain.server}/web-probe:stable`);
     await docker("push", "-q", `${plain.server}/web-probe:stable`);
     const resolve = registryResolver();
     assert.equal(await resolve(`${plain.server}/web-probe:1.0.0`), pinned);
