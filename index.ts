@@ -1,10 +1,26 @@
 // The jetson-fleet program: stack config in, components out, stack outputs back.
 // Config is validated once, before any resource exists; everything below works on typed specs.
+import { existsSync, readFileSync } from "node:fs";
 import * as pulumi from "@pulumi/pulumi";
-import { GpuImage, JetsonHost, gpuImageArgs, readBuildEnvironment, readStackConfig, stackFileName } from "./components/index.ts";
+import {
+  ComposeDeployment,
+  ContainerDeployment,
+  GpuImage,
+  JetsonHost,
+  gpuImageArgs,
+  pinServiceImages,
+  readBuildEnvironment,
+  readStackConfig,
+  registryResolver,
+  secretEnvironmentOf,
+  securePathsInStackFile,
+  serviceHostOf,
+  stackFileName,
+} from "./components/index.ts";
 
 const config = readStackConfig();
-const build = readBuildEnvironment(process.env, stackFileName(pulumi.getStack()), config.images.length);
+const stackFile = stackFileName(pulumi.getStack());
+const build = readBuildEnvironment(process.env, stackFile, config.images.length);
 
 // Hosts are independent: the engine bootstraps them in parallel, and one that fails leaves the
 // others' progress in place.
@@ -25,6 +41,47 @@ export const hostVerification = pulumi.all(Object.fromEntries(Object.entries(hos
 export const dockerHosts = pulumi.all(Object.fromEntries(Object.entries(hosts).map(([name, h]) => [name, h.dockerHost])));
 /** Each built image as pushed, `repository@sha256:…`, by image name. */
 export const imageRefs = pulumi.all(Object.fromEntries(Object.entries(images).map(([name, image]) => [name, image.ref])));
+
+// Services go to every host, pinned by digest: built images by their GpuImage's, external ones by
+// the digest their tag resolves to now (only when there is a host to deploy to).
+const deployed = config.hosts.length > 0 && config.services.length > 0;
+const registry = config.registry;
+const credentials =
+  registry?.username !== undefined && registry.password !== undefined
+    ? { [registry.server]: { username: registry.username, password: registry.password } }
+    : {};
+const built = Object.fromEntries(Object.entries(images).map(([name, image]) => [name, image.ref]));
+const serviceImageRefs = deployed ? pinServiceImages(config.services, built, registryResolver(credentials)) : {};
+const secretEnvironment = secretEnvironmentOf(
+  config.services,
+  existsSync(stackFile) ? securePathsInStackFile(readFileSync(stackFile, "utf8"), pulumi.getProject()) : [],
+);
+const targets = Object.entries(hosts).map(([name, host]) => serviceHostOf(name, host));
+const deployArgs = {
+  hosts: targets,
+  services: config.services,
+  images: serviceImageRefs,
+  secretEnvironment,
+  maxUnavailable: config.deploy.rollout.maxUnavailable,
+};
+let results: pulumi.Output<Record<string, string>> = pulumi.output<Record<string, string>>({});
+if (deployed) {
+  switch (config.deploy.target) {
+    case "compose":
+      results = new ComposeDeployment("services", deployArgs).results;
+      break;
+    case "containers":
+      results = new ContainerDeployment("services", deployArgs).results;
+      break;
+    case "kubernetes":
+      break;
+  }
+}
+
+/** Each host's deploy report (`service=image` per line), by host name. */
+export const serviceResults = results;
+/** Each service's image, pinned by digest (`repository@sha256:…`), by service name. */
+export const serviceImages = pulumi.all(serviceImageRefs);
 /** Services deployed to every host. */
 export const services = config.services.map((s) => s.name);
 /** Where services run: compose, containers or kubernetes. */

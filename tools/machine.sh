@@ -6,7 +6,7 @@
 set -euo pipefail
 
 PACKAGES=(docker.io openssh-server openssh-client docker-registry skopeo apache2-utils debootstrap dpkg-dev shellcheck yamllint curl jq iproute2
-  qemu-user-static binfmt-support etcd-server)
+  qemu-user-static binfmt-support etcd-server docker-compose)
 cache=${JETSON_FLEET_CACHE:-$HOME/.cache/jetson-fleet}
 mkdir -p "$cache/logs"
 

@@ -30,9 +30,12 @@ run_tier() {
   log=$(mktemp)
   # One file at a time: integration and engine tests share dockerd and the machine's two cores.
   node --test --test-concurrency=1 --test-reporter=spec "$@" "test/$tier/**/*.test.ts" 2>&1 | tee "$log" || true
-  local p f
+  local p f c
   p=$(sed -n 's/^ℹ pass \([0-9]*\)$/\1/p' "$log" | tail -n 1)
   f=$(sed -n 's/^ℹ fail \([0-9]*\)$/\1/p' "$log" | tail -n 1)
+  # A test cancelled because its suite's hook failed did not pass either.
+  c=$(sed -n 's/^ℹ cancelled \([0-9]*\)$/\1/p' "$log" | tail -n 1)
+  [[ -z $f ]] || f=$((f + ${c:-0}))
   # A runner that died before its summary counts as a failure.
   [[ -n $p && -n $f ]] || f=$((${f:-0} + 1))
   passed=$((passed + ${p:-0}))
@@ -47,7 +50,7 @@ for tier in "${tiers[@]}"; do
       node_modules/.bin/eslint .
       node_modules/.bin/prettier --check .
       tools/machine.sh
-      shellcheck -x tools/*.sh .ci/run components/host/scripts/*.sh images/jetson-sim/*.sh images/base/*.sh images/jetson-sim/nvidia-toolkit/*.sh images/jetson-sim/nvidia-toolkit/bin/* images/jetson-sim/rootfs/usr/local/sbin/*
+      shellcheck -x tools/*.sh .ci/run components/host/scripts/*.sh components/services/scripts/*.sh images/web-probe/*.sh images/jetson-sim/*.sh images/base/*.sh images/jetson-sim/nvidia-toolkit/*.sh images/jetson-sim/nvidia-toolkit/bin/* images/jetson-sim/rootfs/usr/local/sbin/*
       yamllint -d '{extends: default, rules: {line-length: {max: 140}, document-start: disable, truthy: {check-keys: false}}}' Pulumi*.yaml .github/workflows/*.yml
       "$(tools/actionlint.sh)" .github/workflows/*.yml
       ;;

@@ -93,6 +93,12 @@ export class JetsonHost extends pulumi.ComponentResource {
   public readonly dockerHost: pulumi.Output<string>;
   /** The last step: depend on it to run after the host is ready. */
   public readonly ready: command.remote.Command;
+  /** The SSH connection every step uses (a secret: it holds the private key); services reuse it. */
+  public readonly connection: pulumi.Output<command.types.input.remote.ConnectionArgs>;
+  /** How the login user becomes root on this host. */
+  public readonly elevation: Elevation;
+  /** The sudo password (a secret), when the user needs one. */
+  public readonly sudoPassword?: pulumi.Output<string>;
 
   constructor(name: string, args: JetsonHostArgs, opts?: pulumi.ComponentResourceOptions) {
     super("jetson:host:JetsonHost", name, jetsonHostInputs(args), opts);
@@ -108,6 +114,9 @@ export class JetsonHost extends pulumi.ComponentResource {
       dialErrorLimit: dial.dialErrorLimit,
     };
     const elevation: Elevation = host.user === "root" ? "root" : host.sudoPassword ? "sudo-password" : "sudo";
+    this.connection = pulumi.secret(connection);
+    this.elevation = elevation;
+    if (host.sudoPassword) this.sudoPassword = pulumi.secret(host.sudoPassword);
     const aptSources = runtime.aptSources.join("\n");
 
     let previous: command.remote.Command | undefined;

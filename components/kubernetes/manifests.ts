@@ -9,10 +9,12 @@ import { stringify } from "yaml";
 import { type ConfigProblem, StackConfigError, type StackConfigSource } from "../config/load.ts";
 import { parseImage } from "../config/formats.ts";
 import type { DeploySpec, ServiceSpec } from "../config/schema.ts";
+import { durationSeconds } from "../services/spec.ts";
 
 type ObjectMeta = k8s.types.input.meta.v1.ObjectMeta;
 type PodSpec = k8s.types.input.core.v1.PodSpec;
-type Container = k8s.types.input.core.v1.Container;
+/** A pod template's container, as `@pulumi/kubernetes` types it. */
+export type PodContainer = k8s.types.input.core.v1.Container;
 type Probe = k8s.types.input.core.v1.Probe;
 type Volume = k8s.types.input.core.v1.Volume;
 type VolumeMount = k8s.types.input.core.v1.VolumeMount;
@@ -120,17 +122,12 @@ export interface FleetManifests {
 }
 
 const DIGEST = /^sha256:[a-f0-9]{64}$/;
-const SECONDS: Record<string, number> = { ns: 1e-9, us: 1e-6, ms: 1e-3, s: 1, m: 60, h: 3600 };
 const SIZE_UNITS: Record<string, string> = { k: "Ki", m: "Mi", g: "Gi" };
 const SIZE_FACTORS: Record<string, number> = { b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
 
-/** Whole seconds (at least 1, rounded up) of a Docker duration such as `1m30s` or `500ms`. */
-export function durationSeconds(duration: string): number {
-  let total = 0;
-  for (const [, value, unit] of duration.matchAll(/([0-9]+(?:\.[0-9]+)?)(ns|us|ms|s|m|h)/g)) {
-    total += Number(value) * (SECONDS[unit ?? "s"] ?? 1);
-  }
-  return Math.max(1, Math.ceil(total - 1e-9));
+/** Whole seconds (at least 1, rounded up), as probes take them, of a Docker duration such as `1m30s` or `500ms`. */
+export function probeSeconds(duration: string): number {
+  return Math.max(1, Math.ceil(durationSeconds(duration) - 1e-9));
 }
 
 /** A Docker size (`2g`, `512m`, `1.5g`, `1024`) as a Kubernetes quantity (Docker's units are binary). */
@@ -201,13 +198,13 @@ function probe(exec: string[], periodSeconds: number, timeoutSeconds: number, fa
  * Docker's healthcheck as probes: readiness gates rollouts, liveness restarts a hung container,
  * and a startup probe gives the start period (failures in it do not count, as in Docker).
  */
-export function probes(healthcheck: ServiceSpec["healthcheck"]): Pick<Container, "startupProbe" | "readinessProbe" | "livenessProbe"> {
+export function probes(healthcheck: ServiceSpec["healthcheck"]): Pick<PodContainer, "startupProbe" | "readinessProbe" | "livenessProbe"> {
   if (!healthcheck || healthcheck.test[0] === "NONE") return {};
   const [kind, ...rest] = healthcheck.test;
   const exec = kind === "CMD-SHELL" ? ["/bin/sh", "-c", rest.join(" ")] : rest;
-  const interval = durationSeconds(healthcheck.interval);
-  const timeout = durationSeconds(healthcheck.timeout);
-  const start = Math.ceil(durationSeconds(healthcheck.startPeriod) / interval);
+  const interval = probeSeconds(healthcheck.interval);
+  const timeout = probeSeconds(healthcheck.timeout);
+  const start = Math.ceil(probeSeconds(healthcheck.startPeriod) / interval);
   return {
     startupProbe: probe(exec, interval, timeout, start + healthcheck.retries),
     readinessProbe: probe(exec, interval, timeout, healthcheck.retries),
@@ -313,7 +310,7 @@ export function isGpuService(svc: ServiceSpec): boolean {
   return svc.runtime === "nvidia" || svc.resources.gpus !== undefined;
 }
 
-function resources(svc: ServiceSpec, ctx: Context): Container["resources"] {
+function resources(svc: ServiceSpec, ctx: Context): PodContainer["resources"] {
   const limits: Record<string, string> = {};
   if (svc.resources.cpus !== undefined) limits["cpu"] = cpuQuantity(svc.resources.cpus);
   if (svc.resources.memory !== undefined) limits["memory"] = quantity(svc.resources.memory);
@@ -326,7 +323,7 @@ function resources(svc: ServiceSpec, ctx: Context): Container["resources"] {
   return Object.keys(limits).length ? { requests: { ...limits }, limits } : {};
 }
 
-function container(svc: ServiceSpec, image: string, mounts: VolumeMount[], at: string, ctx: Context): Container {
+function container(svc: ServiceSpec, image: string, mounts: VolumeMount[], at: string, ctx: Context): PodContainer {
   const sc = securityContext(svc, at, ctx);
   const res = resources(svc, ctx);
   // Sorted by name: Pulumi hands structured config back with sorted keys, so input order is not stable.

@@ -23,7 +23,7 @@ describe("dev stack lifecycle", () => {
   it("comes up with the outputs the config describes", async () => {
     const up = await env.stack.up({ color: "never" });
     assert.equal(up.summary.result, "succeeded");
-    assert.deepEqual(up.outputs["services"]?.value, ["inference"]);
+    assert.deepEqual(up.outputs["services"]?.value, ["inference", "mediamtx", "web-ui"]);
     assert.equal(up.outputs["deployTarget"]?.value, "compose");
     // The image is in the dev registry under the digest the stack reports, tagged with the stack's name.
     const ref = (up.outputs["imageRefs"]?.value as Record<string, string>)["inference"] ?? "";

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { beforeEach, describe, it } from "node:test";
-import type * as pulumi from "@pulumi/pulumi";
+import * as pulumi from "@pulumi/pulumi";
 import { StackConfigError } from "../../components/index.ts";
 import { VALID_SECRET_PATHS, validConfig } from "../support/fixtures.ts";
 import { ResourceRecorder, importFresh, unwrap, useMockStack } from "../support/mocks.ts";
@@ -14,10 +14,13 @@ interface ProgramExports {
   hostVerification: pulumi.Output<Record<string, string>>;
   imageRefs: pulumi.Output<Record<string, string>>;
   services: string[];
+  serviceImages: pulumi.Output<Record<string, string>>;
+  serviceResults: pulumi.Output<Record<string, string>>;
   deployTarget: string;
 }
 
-const DIGEST = `sha256:${"cd".repeat(32)}`;
+const DIGEST = `sha256:${"d".repeat(64)}`;
+const MEDIAMTX = `bluenviron/mediamtx@sha256:${"e".repeat(64)}`;
 
 describe("index.ts", () => {
   beforeEach(() => {
@@ -26,17 +29,22 @@ describe("index.ts", () => {
   });
 
   it("exports the fleet described by a valid stack", async () => {
+    // Pinned by digest: the unit tier asks no registry to resolve a tag.
+    const config = {
+      ...validConfig(),
+      services: validConfig().services?.map((s) => (s.name === "mediamtx" ? { ...s, image: MEDIAMTX } : s)),
+    };
+    process.env["BUILDX_BUILDER"] = "jetson-fleet-unit";
     const recorder = useMockStack(
-      { stack: "unit", config: validConfig(), secretPaths: VALID_SECRET_PATHS },
+      { stack: "unit", config, secretPaths: VALID_SECRET_PATHS },
       new ResourceRecorder((args) =>
-        args.type === "docker-build:index:Image"
-          ? { digest: DIGEST }
-          : args.name.endsWith("-facts")
-            ? { stdout: '{"l4tRelease":"36.4.3"}' }
+        args.name.endsWith("-facts")
+          ? { stdout: '{"l4tRelease":"36.4.3"}' }
+          : args.type === "docker-build:index:Image"
+            ? { digest: DIGEST }
             : { stdout: "ok" },
       ),
     );
-    process.env["BUILDX_BUILDER"] = "fleet-builder";
     process.env["JETSON_FLEET_BUILD_ON_PREVIEW"] = "true";
     const program = await importFresh<ProgramExports>(PROGRAM);
     assert.deepEqual(await unwrap(program.dockerHosts), {
@@ -50,17 +58,67 @@ describe("index.ts", () => {
       recorder.ofType("jetson:host:JetsonHost").map((r) => r.name),
       ["jetson-01", "jetson-02"],
     );
-    assert.equal(recorder.ofType("command:remote:Command").length, 10);
+    assert.deepEqual(await unwrap(program.serviceResults), { "jetson-01": "ok", "jetson-02": "ok" });
+    // Five steps per host, then the compose mode's apply step per host.
+    assert.deepEqual(
+      recorder
+        .ofType("command:remote:Command")
+        .map((c) => c.name)
+        .filter((n) => n.endsWith("-apply"))
+        .sort(),
+      ["services-jetson-01-apply", "services-jetson-02-apply"],
+    );
+    assert.equal(recorder.ofType("command:remote:Command").length, 12);
+    assert.deepEqual(await unwrap(program.serviceImages), {
+      inference: `registry.lab:5000/inference@${DIGEST}`,
+      mediamtx: MEDIAMTX,
+    });
+    assert.deepEqual(
+      recorder
+        .ofType("jetson:services:Service")
+        .map((r) => r.name)
+        .sort(),
+      ["services-jetson-01-inference", "services-jetson-01-mediamtx", "services-jetson-02-inference", "services-jetson-02-mediamtx"],
+    );
     // The stack's image, built by the environment's builder (and on preview, as PR checks ask).
     const [build] = recorder.ofType("docker-build:index:Image");
     assert.equal(build?.name, "inference-build");
-    assert.deepEqual(build?.inputs["builder"], { name: "fleet-builder" });
+    assert.deepEqual(build?.inputs["builder"], { name: "jetson-fleet-unit" });
     assert.equal(build?.inputs["buildOnPreview"], true);
     assert.deepEqual(build?.inputs["tags"], ["registry.lab:5000/inference:unit"]);
     assert.deepEqual(await unwrap(program.imageRefs), { inference: `registry.lab:5000/inference@${DIGEST}` });
     assert.deepEqual(await unwrap(program.services), ["inference", "mediamtx"]);
     assert.equal(await unwrap(program.deployTarget), "compose");
   });
+
+  for (const [target, containers, services] of [
+    ["containers", 4, 4],
+    ["kubernetes", 0, 0],
+  ] as const) {
+    it(`deploys with deploy.target ${target}`, async () => {
+      const config = {
+        ...validConfig(),
+        services: validConfig().services?.map((s) => (s.name === "mediamtx" ? { ...s, image: MEDIAMTX } : s)),
+        deploy: { target },
+      };
+      process.env["BUILDX_BUILDER"] = "jetson-fleet-unit";
+      const recorder = useMockStack(
+        { stack: "unit", config, secretPaths: VALID_SECRET_PATHS },
+        new ResourceRecorder((args) =>
+          args.name.endsWith("-facts")
+            ? { stdout: '{"l4tRelease":"36.4.3"}' }
+            : args.type === "docker-build:index:Image"
+              ? { digest: DIGEST }
+              : { stdout: "ok" },
+        ),
+      );
+      const program = await importFresh<ProgramExports>(PROGRAM);
+      await unwrap(pulumi.all([program.serviceResults, program.serviceImages, program.hostVerification]));
+      assert.equal(recorder.ofType("docker:index/container:Container").length, containers);
+      assert.equal(recorder.ofType("jetson:services:Service").length, services);
+      assert.equal(recorder.ofType("command:remote:Command").length, 10, "no compose apply steps");
+    });
+  }
 
   it("stops on bad config before registering any resource", async () => {
     const config = validConfig() as Record<string, unknown>;

@@ -12,7 +12,7 @@ import {
   cpuQuantity,
   digestProblem,
   dockerConfigJson,
-  durationSeconds,
+  probeSeconds,
   fleetManifests,
   manifestList,
   probes,
@@ -89,8 +89,7 @@ describe("conversions", () => {
     ["2h", 7200],
     ["0s", 1],
   ];
-  for (const [input, expected] of durations)
-    it(`durationSeconds(${input}) = ${expected}`, () => assert.equal(durationSeconds(input), expected));
+  for (const [input, expected] of durations) it(`probeSeconds(${input}) = ${expected}`, () => assert.equal(probeSeconds(input), expected));
 
   const sizes: [string, string][] = [
     ["2g", "2Gi"],

@@ -1,0 +1,98 @@
+// Prints what a health-gated compose update costs on a simulated Jetson over real SSH, sent as
+// ComposeProject's apply step sends it: a host-network service on a fixed port (the case where
+// old and new cannot run side by side) under a load loop on the host, during
+//   1. a good update (v1 -> v2): failed requests and the longest gap between answered requests;
+//   2. a broken release (v2 -> a release whose health check fails, though it still answers /): the
+//      apply step's time until the host has rolled back and is healthy again (the rollback time),
+//      how long the broken release answered, and the requests lost in the two switches.
+// "apply" includes the pull, compose's own work (docker-compose 1.x: about a second per call) and
+// waiting for health; "longest gap" is the longest time without an answer.
+//   node bench/service-rollout.ts [ROUNDS]
+import { ServiceSpec, renderComposeFile } from "../components/index.ts";
+import { ssh } from "../test/support/jetson-sim.ts";
+import { startServiceHosts } from "../test/support/service-hosts.ts";
+
+const PORT = 18090;
+const rounds = Number(process.argv[2] ?? 3);
+
+const spec = (image: string) =>
+  renderComposeFile(
+    [
+      ServiceSpec.parse({
+        name: "probe",
+        image,
+        network: "host",
+        ports: [{ target: PORT }],
+        environment: { PORT },
+        healthcheck: { test: ["CMD", "/web-probe", "probe"], interval: "1s", timeout: "2s", retries: 2, startPeriod: "2s" },
+      }),
+    ],
+    { probe: image },
+  );
+
+// Requests back to back from the host itself, each line "<epoch ms> <version answered | fail>",
+// until the stop file appears. (Each request is a curl process: on a busy machine that alone
+// spaces them by a few hundred ms, which bounds how finely a gap is seen; the no-op rows show it.)
+const LOAD = `rm -f /tmp/load.stop; while [ ! -e /tmp/load.stop ]; do
+  v=$(curl -sf -m 1 http://127.0.0.1:${PORT}/) || v=fail
+  echo "$(date +%s%3N) $v"
+done`;
+
+interface LoadFigures {
+  requests: number;
+  failed: number;
+  longestGapMs: number;
+  /** From the first to the last answer of the broken release (3.0.0), or 0. */
+  brokenServedMs: number;
+}
+
+function figures(lines: string): LoadFigures {
+  const samples = lines
+    .trim()
+    .split("\n")
+    .map((l) => l.split(" "))
+    .map(([t, r]) => ({ t: Number(t), ok: r !== "fail", version: r }));
+  const broken = samples.filter((s) => s.version === "3.0.0").map((s) => s.t);
+  const brokenServedMs = broken.length > 0 ? Math.max(...broken) - Math.min(...broken) : 0;
+  let lastOk: number | undefined;
+  let longestGapMs = 0;
+  for (const s of samples) {
+    if (!s.ok) continue;
+    if (lastOk !== undefined) longestGapMs = Math.max(longestGapMs, s.t - lastOk);
+    lastOk = s.t;
+  }
+  return { requests: samples.length, failed: samples.filter((s) => !s.ok).length, longestGapMs, brokenServedMs };
+}
+
+const env = await startServiceHosts(1, "jf6-bench");
+try {
+  const host = env.hosts[0]!;
+  const { v1, v2, broken } = env.releases;
+  const underLoad = async (file: string) => {
+    const load = ssh(env.fleet, host, LOAD);
+    await new Promise((r) => setTimeout(r, 1000));
+    const start = performance.now();
+    const result = await env.apply(host, file);
+    const seconds = (performance.now() - start) / 1000;
+    await new Promise((r) => setTimeout(r, 1000));
+    await ssh(env.fleet, host, "touch /tmp/load.stop");
+    return { result, seconds, load: figures((await load).stdout) };
+  };
+  const print = (label: string, r: Awaited<ReturnType<typeof underLoad>>) =>
+    console.log(
+      `${label.padEnd(38)} exit ${r.result.code}  apply ${r.seconds.toFixed(1).padStart(5)} s  requests ${String(r.load.requests).padStart(4)}  failed ${String(r.load.failed).padStart(3)}  longest gap ${(r.load.longestGapMs / 1000).toFixed(2)} s${r.load.brokenServedMs ? `  broken release served ${(r.load.brokenServedMs / 1000).toFixed(2)} s` : ""}`,
+    );
+  for (let i = 1; i <= rounds; i++) {
+    const first = await env.apply(host, spec(v1));
+    if (first.code !== 0) throw new Error(`deploying v1 failed: ${first.stderr}`);
+    print(`round ${i}: good update v1 -> v2`, await underLoad(spec(v2)));
+    print(`round ${i}: no-op (v2 again)`, await underLoad(spec(v2)));
+    const bad = await underLoad(spec(broken));
+    if (bad.result.code === 0 || !/rolled back to the previous digests/.test(bad.result.stderr)) {
+      throw new Error(`the broken release was not rolled back: ${bad.result.stderr}`);
+    }
+    print(`round ${i}: broken v2 -> v3, rolled back`, bad);
+  }
+} finally {
+  await env.stop();
+}

@@ -1,0 +1,117 @@
+// The stack's services on one host as a compose project: the rendered compose file goes to the
+// host on standard input and compose-apply.sh applies it there, health-gated, rolling the host
+// back to the previous digests when a new version is not healthy.
+import * as command from "@pulumi/command";
+import * as pulumi from "@pulumi/pulumi";
+import type { ServiceSpec } from "../config/index.ts";
+import { contentHash, hostCommand } from "../host/index.ts";
+import { COMPOSE_PROJECT, renderComposeFile } from "./compose.ts";
+import type { ServiceHost } from "./hosts.ts";
+import { renderServiceScript } from "./scripts.ts";
+import { Service } from "./Service.ts";
+import { healthTimeoutSeconds } from "./spec.ts";
+
+export interface ComposeProjectArgs {
+  /** The host the project runs on. */
+  readonly host: ServiceHost;
+  /** The services, validated with defaults applied (`ServiceSpec`s). */
+  readonly services: readonly ServiceSpec[];
+  /**
+   * Each service's image pinned by digest, by service name (see `pinServiceImages`).
+   * @example { inference: "registry.lab:5000/fleet/inference@sha256:4f1c…" }
+   */
+  readonly images: Readonly<Record<string, pulumi.Input<string>>>;
+  /**
+   * Environment keys whose values are secrets, by service name: the compose file is then a
+   * secret in the state and reaches the host on standard input, never on a command line.
+   * @default {}
+   * @example { inference: ["API_TOKEN"] }
+   */
+  readonly secretEnvironment?: Readonly<Record<string, readonly string[]>>;
+  /**
+   * The compose project name on the host.
+   * @default "jetson-fleet"
+   */
+  readonly project?: string;
+  /**
+   * What the apply step waits for besides the host's bootstrap, such as the previous batch of hosts.
+   * @default []
+   */
+  readonly after?: readonly pulumi.Resource[];
+  /**
+   * Seconds the host waits for every service to become healthy before it rolls back.
+   * @default the longest health check's worst case plus 30 s (`healthTimeoutSeconds`)
+   */
+  readonly healthTimeoutSeconds?: number;
+}
+
+/**
+ * The services on one host, applied with `docker compose` (or `docker-compose`) through one
+ * `command.remote.Command` (`<name>-apply`) that re-runs when the compose file or the script
+ * changes. The host must have one of the two compose commands installed.
+ *
+ * Children: `<name>-apply`, and one `Service` per service (`<name>-<service>`, type
+ * `jetson:services:Service`, registered inputs `{ host, service }`), which stand for the services
+ * this project runs. Removing the project from the stack leaves the containers running: an
+ * apply step is replaced whenever the file changes, so it has no delete action.
+ */
+export class ComposeProject extends pulumi.ComponentResource {
+  /** The compose file the host runs (a secret when an environment value is). */
+  public readonly composeFile: pulumi.Output<string>;
+  /** The apply step's report: `updated` or `unchanged`, then `service=image` per line. */
+  public readonly result: pulumi.Output<string>;
+  /** The apply step: depend on it to run after this host is healthy. */
+  public readonly apply: command.remote.Command;
+  /** The services, by service name. */
+  public readonly services: Readonly<Record<string, Service>>;
+
+  constructor(name: string, args: ComposeProjectArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("jetson:services:ComposeProject", name, {}, opts);
+    const { host, services } = args;
+    const secretEnv = args.secretEnvironment ?? {};
+    const hasSecrets = services.some((s) => (secretEnv[s.name] ?? []).some((k) => k in s.environment));
+    const file = pulumi.all(args.images).apply((images) => renderComposeFile(services, images));
+    this.composeFile = hasSecrets ? pulumi.secret(file) : file;
+
+    const create = hostCommand(
+      renderServiceScript("compose-apply"),
+      {
+        PROJECT: args.project ?? COMPOSE_PROJECT,
+        HOST_NAME: host.name,
+        HEALTH_TIMEOUT: String(args.healthTimeoutSeconds ?? healthTimeoutSeconds(services)),
+      },
+      host.elevation,
+    );
+    const password = host.elevation === "sudo-password" && host.sudoPassword ? pulumi.output(host.sudoPassword) : pulumi.output("");
+    // sudo -S reads the first line; the script reads the rest: the compose file.
+    const stdin = pulumi.all([password, this.composeFile]).apply(([pw, f]) => (pw ? `${pw}\n${f}` : f));
+    this.apply = new command.remote.Command(
+      `${name}-apply`,
+      {
+        connection: host.connection,
+        create,
+        stdin: host.elevation === "sudo-password" || hasSecrets ? pulumi.secret(stdin) : stdin,
+        triggers: [this.composeFile.apply((f) => contentHash(create, f))],
+        addPreviousOutputInEnv: false,
+      },
+      { parent: this, dependsOn: [...(host.ready ? [host.ready] : []), ...(args.after ?? [])] },
+    );
+    this.result = this.apply.stdout;
+    this.services = Object.fromEntries(
+      services.map((service) => {
+        const image = args.images[service.name];
+        if (image === undefined) throw new Error(`service "${service.name}" has no pinned image`);
+        const secretEnvironment = secretEnv[service.name];
+        return [
+          service.name,
+          new Service(
+            `${name}-${service.name}`,
+            { host: host.name, service, image, mode: "compose", ...(secretEnvironment ? { secretEnvironment } : {}) },
+            { parent: this },
+          ),
+        ];
+      }),
+    );
+    this.registerOutputs({ composeFile: this.composeFile, result: this.result });
+  }
+}

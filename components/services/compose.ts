@@ -1,0 +1,89 @@
+// The pure compose renderer: a stack's services, with their pinned images, as a standard compose
+// file (Compose Specification; read by `docker compose` v2 and `docker-compose` 1.27+). The compose
+// deploy mode uploads exactly this text; `docker compose -f - up` runs it locally.
+import { stringify } from "yaml";
+import type { ServiceSpec } from "../config/index.ts";
+import { ServiceArgsError, digestPinned } from "./spec.ts";
+
+/** The compose project every host runs the stack as. */
+export const COMPOSE_PROJECT = "jetson-fleet";
+
+/** One service of a compose file, as the Compose Specification writes it. */
+export type ComposeService = Record<string, unknown>;
+
+function pinnedImage(service: ServiceSpec, images: Readonly<Record<string, string>>): string {
+  const ref = images[service.name];
+  if (ref === undefined) throw new ServiceArgsError(`service "${service.name}" has no pinned image; expected images["${service.name}"]`);
+  if (digestPinned(ref) !== ref) {
+    throw new ServiceArgsError(`service "${service.name}": "${ref}" is not pinned by digest; expected repository@sha256:<digest>`);
+  }
+  return ref;
+}
+
+/** One service in compose form (keys in the order a reader expects; empty settings left out). */
+export function composeService(service: ServiceSpec, image: string): ComposeService {
+  const s = service;
+  const out: ComposeService = { image };
+  if (s.entrypoint) out["entrypoint"] = [...s.entrypoint];
+  if (s.command) out["command"] = [...s.command];
+  const env = Object.entries(s.environment);
+  // Compose wants strings: `true` or 8080 unquoted are rejected or reformatted by some versions.
+  if (env.length > 0) out["environment"] = Object.fromEntries(env.map(([k, v]) => [k, String(v)]));
+  out["runtime"] = s.runtime;
+  if (s.network === "host") out["network_mode"] = "host";
+  else if (s.ports.length > 0) {
+    out["ports"] = s.ports.map((p) => `${p.hostIp ? `${p.hostIp}:` : ""}${p.published ?? p.target}:${p.target}/${p.protocol}`);
+  }
+  if (s.volumes.length > 0) {
+    out["volumes"] = s.volumes.map((v) => ({
+      type: v.type,
+      ...(v.source !== undefined ? { source: v.source } : {}),
+      target: v.target,
+      ...(v.type === "tmpfs" ? {} : { read_only: v.readOnly }),
+    }));
+  }
+  if (s.devices.length > 0) out["devices"] = [...s.devices];
+  if (s.shmSize) out["shm_size"] = s.shmSize;
+  if (s.ipc) out["ipc"] = s.ipc;
+  const ulimits = Object.entries(s.ulimits);
+  if (ulimits.length > 0) out["ulimits"] = Object.fromEntries(ulimits);
+  if (s.healthcheck) {
+    const h = s.healthcheck;
+    out["healthcheck"] = { test: [...h.test], interval: h.interval, timeout: h.timeout, retries: h.retries, start_period: h.startPeriod };
+  }
+  out["restart"] = s.restart;
+  out["logging"] = { driver: s.logging.driver, options: { ...s.logging.options } };
+  if (s.resources.cpus !== undefined) out["cpus"] = s.resources.cpus;
+  if (s.resources.memory !== undefined) out["mem_limit"] = s.resources.memory;
+  if (s.resources.gpus !== undefined) {
+    out["deploy"] = { resources: { reservations: { devices: [{ driver: "nvidia", count: s.resources.gpus, capabilities: ["gpu"] }] } } };
+  }
+  const deps = Object.entries(s.dependsOn);
+  if (deps.length > 0) {
+    out["depends_on"] = Object.fromEntries(
+      deps.map(([name, c]) => [name, { condition: c === "healthy" ? "service_healthy" : "service_started" }]),
+    );
+  }
+  if (Object.keys(s.labels).length > 0) out["labels"] = { ...s.labels };
+  if (s.user) out["user"] = s.user;
+  if (s.readOnlyRootFilesystem) out["read_only"] = true;
+  if (s.capAdd.length > 0) out["cap_add"] = [...s.capAdd];
+  if (s.capDrop.length > 0) out["cap_drop"] = [...s.capDrop];
+  if (s.securityOpt.length > 0) out["security_opt"] = [...s.securityOpt];
+  return out;
+}
+
+/**
+ * The compose file for `services` (validated `ServiceSpec`s, defaults applied), each running the
+ * digest-pinned image `images[<service name>]`. Named volumes are declared at the top level.
+ * Throws `ServiceArgsError` when a service's image is missing or not pinned by digest.
+ */
+export function renderComposeFile(services: readonly ServiceSpec[], images: Readonly<Record<string, string>>): string {
+  // No top-level `name`: docker-compose 1.x rejects it; the project name is `-p COMPOSE_PROJECT`.
+  const doc: Record<string, unknown> = {
+    services: Object.fromEntries(services.map((s) => [s.name, composeService(s, pinnedImage(s, images))])),
+  };
+  const named = [...new Set(services.flatMap((s) => s.volumes.filter((v) => v.type === "volume").flatMap((v) => v.source ?? [])))];
+  if (named.length > 0) doc["volumes"] = Object.fromEntries(named.map((n) => [n, {}]));
+  return stringify(doc, { lineWidth: 0 });
+}

@@ -1,0 +1,64 @@
+// What a deploy mode needs from a host, and the pinning of every service's image. Both modes
+// take the same `ServiceHost`s and the same pinned references.
+import type * as command from "@pulumi/command";
+import * as pulumi from "@pulumi/pulumi";
+import type { ServiceSpec } from "../config/index.ts";
+import type { Elevation, JetsonHost } from "../host/index.ts";
+import type { DigestResolver } from "./registry.ts";
+import { ServiceArgsError, digestPinned } from "./spec.ts";
+
+/** A host services are deployed to. */
+export interface ServiceHost {
+  /** The host's name (resource names, messages). @example "orin-nx-01" */
+  readonly name: string;
+  /** SSH connection (compose mode runs its script through it). */
+  readonly connection: pulumi.Input<command.types.input.remote.ConnectionArgs>;
+  /** How the login user becomes root for the compose script. */
+  readonly elevation: Elevation;
+  /** sudo password, sent on standard input when `elevation` is `sudo-password`. */
+  readonly sudoPassword?: pulumi.Input<string>;
+  /** `ssh://user@address:port`: the Docker endpoint of the containers mode. */
+  readonly dockerHost: pulumi.Input<string>;
+  /** Deploys wait for it (the host's last bootstrap step). */
+  readonly ready?: pulumi.Resource;
+}
+
+/** A `JetsonHost` as a deploy target. */
+export function serviceHostOf(name: string, host: JetsonHost): ServiceHost {
+  return {
+    name,
+    connection: host.connection,
+    elevation: host.elevation,
+    ...(host.sudoPassword ? { sudoPassword: host.sudoPassword } : {}),
+    dockerHost: host.dockerHost,
+    ready: host.ready,
+  };
+}
+
+/**
+ * Every service's image pinned by digest, by service name: a `build` service gets its built
+ * image's reference (`built[<images entry>]`, already `repo@sha256:…`); an external image with a
+ * digest keeps it; one with only a tag is resolved to the digest its registry serves now, so a
+ * tag that moved to the same digest deploys nothing.
+ */
+export function pinServiceImages(
+  services: readonly ServiceSpec[],
+  built: Readonly<Record<string, pulumi.Input<string>>>,
+  resolve: DigestResolver,
+): Record<string, pulumi.Output<string>> {
+  const out: Record<string, pulumi.Output<string>> = {};
+  for (const s of services) {
+    if (s.build !== undefined) {
+      const ref = built[s.build];
+      if (ref === undefined) throw new ServiceArgsError(`service "${s.name}" builds image "${s.build}", which this stack does not build`);
+      out[s.name] = pulumi.output(ref).apply((r) => {
+        if (digestPinned(r) !== r) throw new ServiceArgsError(`image "${s.build}" is ${r}; expected repository@sha256:<digest>`);
+        return r;
+      });
+    } else if (s.image !== undefined) {
+      const image = s.image;
+      out[s.name] = pulumi.output(digestPinned(image) ?? resolve(image));
+    }
+  }
+  return out;
+}

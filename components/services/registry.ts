@@ -1,0 +1,72 @@
+// Resolves a tagged image reference to the digest its registry serves now (Registry HTTP API v2:
+// HEAD of the manifest, with the bearer-token or basic-auth challenge the registry answers).
+// The compose mode pins tags with it, so a compose file holds digests only and a tag that moved
+// to the same digest changes nothing.
+import { parseImage } from "../config/index.ts";
+import { ServiceArgsError, withDigest } from "./spec.ts";
+
+/** Credentials for one registry. */
+export interface RegistryCredentials {
+  readonly username: string;
+  readonly password: string;
+}
+
+/** Resolves `repo:tag` to `repo@sha256:…`. */
+export type DigestResolver = (ref: string) => Promise<string>;
+
+const MANIFEST_TYPES = [
+  "application/vnd.oci.image.index.v1+json",
+  "application/vnd.docker.distribution.manifest.list.v2+json",
+  "application/vnd.docker.distribution.manifest.v2+json",
+  "application/vnd.oci.image.manifest.v1+json",
+].join(", ");
+
+/** Docker's own name for Docker Hub, and where its registry API answers. */
+const DOCKER_HUB = "docker.io";
+const DOCKER_HUB_API = `registry-1.${DOCKER_HUB}`;
+
+/** The registry API base URL and repository path of a reference; loopback registries speak plain HTTP, as Docker allows. */
+export function manifestUrl(ref: string): { url: string; registry: string } {
+  const parsed = parseImage(ref);
+  if (!parsed || !parsed.tag) throw new ServiceArgsError(`"${ref}" has no tag to resolve; expected repository:tag`);
+  const registry = parsed.domain ?? DOCKER_HUB;
+  const api = registry === DOCKER_HUB ? DOCKER_HUB_API : registry;
+  const host = api.replace(/:[0-9]+$/, "");
+  const scheme = host === "localhost" || host === "127.0.0.1" || host === "[::1]" ? "http" : "https";
+  return { url: `${scheme}://${api}/v2/${parsed.repository}/manifests/${parsed.tag}`, registry };
+}
+
+function challenge(header: string): { scheme: string; params: Record<string, string> } {
+  const [scheme = "", ...rest] = header.split(" ");
+  const params = Object.fromEntries([...rest.join(" ").matchAll(/(\w+)="([^"]*)"/g)].map((m) => [m[1] ?? "", m[2] ?? ""]));
+  return { scheme: scheme.toLowerCase(), params };
+}
+
+/** A resolver using `credentials[registry]` when a registry asks for them. */
+export function registryResolver(credentials: Readonly<Record<string, RegistryCredentials>> = {}): DigestResolver {
+  return async (ref) => {
+    const { url, registry } = manifestUrl(ref);
+    const creds = credentials[registry];
+    const basic = creds ? `Basic ${Buffer.from(`${creds.username}:${creds.password}`).toString("base64")}` : undefined;
+    const head = (authorization?: string) =>
+      fetch(url, { method: "HEAD", headers: { accept: MANIFEST_TYPES, ...(authorization ? { authorization } : {}) } });
+    let res = await head();
+    if (res.status === 401) {
+      const c = challenge(res.headers.get("www-authenticate") ?? "");
+      if (c.scheme === "bearer" && c.params["realm"]) {
+        const tokenUrl = new URL(c.params["realm"]);
+        for (const key of ["service", "scope"]) if (c.params[key]) tokenUrl.searchParams.set(key, c.params[key]);
+        const tokenRes = await fetch(tokenUrl, { headers: basic ? { authorization: basic } : {} });
+        const body = (await tokenRes.json()) as { token?: string; access_token?: string };
+        res = await head(`Bearer ${body.token ?? body.access_token ?? ""}`);
+      } else if (basic) {
+        res = await head(basic);
+      }
+    }
+    const digest = res.headers.get("docker-content-digest");
+    if (!res.ok || !digest) {
+      throw new ServiceArgsError(`cannot resolve ${ref} to a digest: the registry answered HTTP ${res.status}; expected the tag to exist`);
+    }
+    return withDigest(ref, digest);
+  };
+}

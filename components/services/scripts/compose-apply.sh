@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# Applies the compose file read from standard input as project $PROJECT on this host, gated on
+# health: records what runs now, pulls, applies, waits until every service is healthy (or running,
+# without a health check). When one is not, the host goes back to the previous compose file (the
+# previous digests), waits for it, and the script exits 1 naming the host, the service and the
+# health output. Idempotent: an unchanged file recreates nothing.
+#
+#   PROJECT         compose project name
+#   HOST_NAME       the host's name in messages (default: hostname)
+#   HEALTH_TIMEOUT  seconds to wait for health (default 120)
+#   STATE_DIR       where compose files are kept (default /var/lib/jetson-fleet/compose)
+set -euo pipefail
+
+project=${PROJECT:?PROJECT is required}
+host=${HOST_NAME:-$(hostname)}
+timeout=${HEALTH_TIMEOUT:-120}
+dir=${STATE_DIR:-/var/lib/jetson-fleet/compose}/$project
+log() { printf 'compose-apply: %s\n' "$*" >&2; }
+die() {
+  log "$*"
+  exit 1
+}
+
+if docker compose version >/dev/null 2>&1; then
+  compose=(docker compose)
+elif command -v docker-compose >/dev/null 2>&1; then
+  compose=(docker-compose)
+else
+  die "host $host: neither 'docker compose' nor 'docker-compose' is installed; expected one of them; nothing was changed"
+fi
+# run_compose FILE ARGS...
+run_compose() {
+  local file=$1
+  shift
+  "${compose[@]}" -p "$project" -f "$file" "$@"
+}
+
+umask 077
+mkdir -p "$dir"
+cat >"$dir/next.yaml"
+run_compose "$dir/next.yaml" config -q 2>"$dir/config.err" \
+  || die "host $host: the compose file is not valid: $(cat "$dir/config.err"); nothing was changed"
+
+# What runs now, service=image (the previous digests), and which containers: to tell changed from unchanged.
+containers() {
+  local ids
+  mapfile -t ids < <(docker ps -aq --filter "label=com.docker.compose.project=$project")
+  ((${#ids[@]} == 0)) || docker inspect -f '{{index .Config.Labels "com.docker.compose.service"}}={{.Config.Image}} {{.Id}}' "${ids[@]}" | sort
+}
+before=$(containers)
+cut -d' ' -f1 <<<"$before" >"$dir/previous-digests"
+
+# Pull before anything stops: the switch then takes only stop, start and the health check.
+run_compose "$dir/next.yaml" pull -q 2>"$dir/pull.err" \
+  || die "host $host: pulling the images failed: $(tail -n 5 "$dir/pull.err"); nothing was changed"
+
+failed_service=""
+failed_output=""
+# wait_healthy FILE: every service of FILE running, and healthy when it has a health check.
+# docker-compose 1.x takes a second per call, so the containers are looked up once. A service
+# whose container is missing (compose up stopped at an unhealthy dependency) fails only after the
+# others were checked, so the message names the unhealthy one.
+wait_healthy() {
+  local file=$1 deadline svc cid state status health started pending missing=()
+  local -A cids=()
+  deadline=$((SECONDS + timeout))
+  for svc in $(run_compose "$file" config --services); do
+    cid=$(run_compose "$file" ps -q "$svc" 2>/dev/null | head -n 1)
+    if [[ -n $cid ]]; then cids[$svc]=$cid; else missing+=("$svc"); fi
+  done
+  while :; do
+    pending=0
+    for svc in "${!cids[@]}"; do
+      cid=${cids[$svc]}
+      state=$(docker inspect -f '{{.State.Status}}|{{if .State.Health}}{{.State.Health.Status}}{{end}}|{{.State.StartedAt}}' "$cid")
+      IFS='|' read -r status health started <<<"$state"
+      if [[ $health == unhealthy || $status == exited || $status == dead || $status == restarting ]]; then
+        failed_service=$svc
+        # The last health check's output, on one line.
+        failed_output=$(docker inspect -f '{{$out := ""}}{{if .State.Health}}{{range .State.Health.Log}}{{$out = .Output}}{{end}}{{end}}{{$out}}' "$cid" \
+          | tr '\n' ' ' | sed 's/ *$//')
+        [[ -n $failed_output ]] || failed_output="container $status; last log lines: $(docker logs --tail 5 "$cid" 2>&1 | tr '\n' ' ')"
+        return 1
+      fi
+      if [[ $status != running || $health == starting ]]; then
+        pending=1
+      elif [[ -z $health ]] && (($(date +%s) - $(date -d "$started" +%s) < 2)); then
+        # No health check: it must stay up for a moment, not just have started.
+        pending=1
+      fi
+    done
+    if ((${#missing[@]})) && ((pending == 0 || SECONDS >= deadline)); then
+      failed_service=${missing[0]}
+      failed_output="no container was created: $(tail -n 3 "$dir/up.err" | tr '\n' ' ')"
+      return 1
+    fi
+    ((pending)) || return 0
+    if ((SECONDS >= deadline)); then
+      failed_service=$svc
+      failed_output="not healthy after ${timeout}s (state: $state)"
+      return 1
+    fi
+    sleep 0.5
+  done
+}
+
+# compose up fails when a dependency never gets healthy; wait_healthy then names that service.
+up_ok=true
+run_compose "$dir/next.yaml" up -d --remove-orphans 2>"$dir/up.err" || up_ok=false
+if wait_healthy "$dir/next.yaml" && $up_ok; then
+  mv "$dir/next.yaml" "$dir/current.yaml"
+  after=$(containers)
+  if [[ $after == "$before" ]]; then echo "unchanged"; else echo "updated"; fi
+  cut -d' ' -f1 <<<"$after"
+  exit 0
+fi
+
+[[ -n $failed_service ]] || {
+  failed_service="(compose up)"
+  failed_output=$(tail -n 5 "$dir/up.err" | tr '\n' ' ')
+}
+new_image=$(run_compose "$dir/next.yaml" config | sed -n "/^  $failed_service:\$/,/^  [^ ]/s/^    image: //p" | head -n 1)
+message="host $host: service $failed_service is not healthy after the update to ${new_image:-its new image}; health output: $failed_output"
+if [[ ! -f $dir/current.yaml ]]; then
+  die "$message; no previous version on this host to roll back to"
+fi
+log "$message; rolling back to the previous digests"
+failed_service=""
+if run_compose "$dir/current.yaml" up -d --remove-orphans 2>"$dir/up.err" && wait_healthy "$dir/current.yaml"; then
+  die "$message; rolled back to the previous digests ($(tr '\n' ' ' <"$dir/previous-digests" | sed 's/ $//')), healthy again"
+fi
+die "$message; the rollback to the previous digests failed too: service ${failed_service:-?}: ${failed_output:-$(tail -n 5 "$dir/up.err")}"

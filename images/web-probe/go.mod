@@ -1,0 +1,3 @@
+module jetson-fleet/images/web-probe
+
+go 1.22

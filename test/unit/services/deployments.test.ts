@@ -1,0 +1,327 @@
+// Both deploy modes under Pulumi mocks: the exact resources, inputs and ordering each registers
+// for the default stack on three hosts, and the `jetson:services:Service` contract.
+import assert from "node:assert/strict";
+import { describe, it } from "node:test";
+import * as pulumi from "@pulumi/pulumi";
+import { parse as parseShell } from "shell-quote";
+import {
+  COMPOSE_PROJECT,
+  ComposeDeployment,
+  ContainerDeployment,
+  SERVICE_TYPE,
+  ServiceSpec,
+  contentHash,
+  pinServiceImages,
+  renderComposeFile,
+  renderServiceScript,
+  type ServiceHost,
+} from "../../../components/index.ts";
+import { ResourceRecorder, unwrap, useMockStack } from "../../support/mocks.ts";
+
+const digest = (c: string) => `sha256:${c.repeat(64)}`;
+const INFERENCE = `registry.lab:5000/fleet/inference@${digest("1")}`;
+const MEDIAMTX = `bluenviron/mediamtx@${digest("2")}`;
+const UI = `registry.lab:5000/fleet/ui@${digest("3")}`;
+const IMAGES = { inference: INFERENCE, mediamtx: MEDIAMTX, ui: UI };
+
+const SERVICES = [
+  ServiceSpec.parse({
+    name: "inference",
+    build: "inference",
+    runtime: "nvidia",
+    network: "host",
+    ports: [{ target: 8080 }],
+    environment: { NVIDIA_VISIBLE_DEVICES: "all", NVIDIA_DRIVER_CAPABILITIES: "compute,utility,video", API_TOKEN: "t0ken" },
+    volumes: [
+      { source: "/opt/fleet/models", target: "/models", readOnly: true },
+      { source: "/opt/fleet/output", target: "/output" },
+    ],
+    shmSize: "2g",
+    healthcheck: {
+      test: ["CMD", "python3", "/opt/inference/app/healthcheck.py"],
+      interval: "30s",
+      timeout: "5s",
+      retries: 3,
+      startPeriod: "1m",
+    },
+    resources: { cpus: 4, memory: "6g", gpus: "all" },
+    dependsOn: { mediamtx: "started" },
+    user: "10001:10001",
+  }),
+  ServiceSpec.parse({ name: "mediamtx", image: "bluenviron/mediamtx:1.9.3", network: "host", ports: [{ target: 8554 }, { target: 8889 }] }),
+  ServiceSpec.parse({
+    name: "ui",
+    image: "registry.lab:5000/fleet/ui:2.1",
+    ports: [{ target: 80, published: 8088 }],
+    dependsOn: { inference: "healthy" },
+  }),
+];
+const SECRET_ENV = { inference: ["API_TOKEN"] };
+
+function hosts(n: number): ServiceHost[] {
+  return Array.from({ length: n }, (_, i) => ({
+    name: `orin-0${i + 1}`,
+    connection: pulumi.secret({ host: `192.168.50.1${i + 1}`, port: 22, user: "fleet", privateKey: "KEY" }),
+    elevation: "sudo-password" as const,
+    sudoPassword: pulumi.secret("hunter2"),
+    dockerHost: `ssh://fleet@192.168.50.1${i + 1}:22`,
+  }));
+}
+
+interface Captured {
+  readonly type: string;
+  readonly name: string;
+  readonly opts: pulumi.CustomResourceOptions;
+  readonly resource?: pulumi.Resource;
+}
+/** Records every resource's options (mocks do not see them) through a transformation the children inherit. */
+function captureOptions(): { captured: Captured[]; transformations: pulumi.ResourceTransformation[] } {
+  const captured: Captured[] = [];
+  return {
+    captured,
+    transformations: [
+      (a) => {
+        captured.push({ type: a.type, name: a.name, opts: a.opts });
+        return undefined;
+      },
+    ],
+  };
+}
+const optsOf = (captured: Captured[], name: string, type: string) =>
+  captured.find((c) => c.name === name && c.type === type)?.opts ?? assert.fail(`no ${type} ${name}`);
+const secretOf = (value: unknown) => ({ [pulumi.runtime.specialSigKey]: pulumi.runtime.specialSecretSig, value });
+
+/** Resolves when every output of the deployment's resources has settled. */
+const settle = () => new Promise((r) => setTimeout(r, 200));
+
+describe("ContainerDeployment", () => {
+  async function deploy(n = 3, maxUnavailable: number | string = 1) {
+    const rec = useMockStack({ stack: "unit", config: {} });
+    const { captured, transformations } = captureOptions();
+    const d = new ContainerDeployment(
+      "services",
+      { hosts: hosts(n), services: SERVICES, images: IMAGES, secretEnvironment: SECRET_ENV, maxUnavailable },
+      { transformations },
+    );
+    await settle();
+    return { rec, captured, d };
+  }
+
+  it("runs each service as a docker.Container with exactly the spec's settings, through the host's ssh:// provider", async () => {
+    const { rec } = await deploy();
+    assert.deepEqual(
+      rec.ofType("pulumi:providers:docker").map((p) => [p.name, p.inputs["host"], p.inputs["sshOpts"]]),
+      [1, 2, 3].map((i) => [
+        `services-orin-0${i}-docker`,
+        `ssh://fleet@192.168.50.1${i}:22`,
+        JSON.stringify(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"]),
+      ]),
+    );
+    assert.deepEqual(
+      rec
+        .ofType("docker:index/remoteImage:RemoteImage")
+        .map((r) => [r.name, r.inputs])
+        .sort(),
+      ["orin-01", "orin-02", "orin-03"]
+        .flatMap((h) =>
+          [
+            ["mediamtx", MEDIAMTX],
+            ["inference", INFERENCE],
+            ["ui", UI],
+          ].map(([s, ref]) => [`services-${h}-${s}-image`, { name: ref, keepLocally: true }]),
+        )
+        .sort(),
+    );
+    const inference = rec.ofType("docker:index/container:Container").find((c) => c.name === "services-orin-02-inference");
+    assert.deepEqual(inference?.inputs, {
+      name: "inference",
+      image: INFERENCE,
+      envs: secretOf(["API_TOKEN=t0ken", "NVIDIA_DRIVER_CAPABILITIES=compute,utility,video", "NVIDIA_VISIBLE_DEVICES=all"]),
+      runtime: "nvidia",
+      networkMode: "host",
+      ports: [],
+      mounts: [
+        { type: "bind", source: "/opt/fleet/models", target: "/models", readOnly: true },
+        { type: "bind", source: "/opt/fleet/output", target: "/output", readOnly: false },
+      ],
+      devices: [],
+      shmSize: 2048,
+      ulimits: [],
+      healthcheck: {
+        tests: ["CMD", "python3", "/opt/inference/app/healthcheck.py"],
+        interval: "30s",
+        timeout: "5s",
+        retries: 3,
+        startPeriod: "1m",
+      },
+      wait: true,
+      waitTimeout: 60 + 3 * 35 + 30,
+      restart: "unless-stopped",
+      logDriver: "json-file",
+      logOpts: { "max-size": "10m", "max-file": "3" },
+      cpus: "4",
+      memory: 6144,
+      deviceRequests: [{ driver: "nvidia", count: -1, capabilities: ["gpu"] }],
+      labels: [],
+      user: "10001:10001",
+      readOnly: false,
+      capabilities: { adds: [], drops: [] },
+      securityOpts: ["no-new-privileges:true"],
+      mustRun: true,
+    });
+    const ui = rec.ofType("docker:index/container:Container").find((c) => c.name === "services-orin-03-ui");
+    assert.deepEqual(ui?.inputs["ports"], [{ internal: 80, external: 8088, protocol: "tcp", ip: "0.0.0.0" }]);
+    assert.equal(ui?.inputs["networkMode"], "bridge");
+  });
+
+  it("deletes a container before creating its replacement (fixed names, host ports)", async () => {
+    const { captured } = await deploy();
+    const containers = captured.filter((c) => c.type === "docker:index/container:Container");
+    assert.equal(containers.length, 9);
+    for (const c of containers) assert.equal(c.opts.deleteBeforeReplace, true, c.name);
+  });
+
+  it("starts services after their dependencies and each host batch after the previous one", async () => {
+    const { captured, d } = await deploy(3, 2);
+    assert.deepEqual(d.batches, [["orin-01", "orin-02"], ["orin-03"]]);
+    const s = d.services;
+    // The containers carry the order (a component's dependsOn does not reach its children).
+    const deps = (name: string) => optsOf(captured, name, "docker:index/container:Container").dependsOn as pulumi.Resource[];
+    assert.deepEqual(deps("services-orin-01-mediamtx"), []);
+    assert.deepEqual(deps("services-orin-01-inference"), [s["orin-01"]?.["mediamtx"]]);
+    assert.deepEqual(deps("services-orin-02-ui"), [s["orin-02"]?.["inference"]]);
+    // The second batch waits for every service of the first.
+    const firstBatch = ["orin-01", "orin-02"].flatMap((h) => ["mediamtx", "inference", "ui"].map((n) => s[h]?.[n]));
+    assert.deepEqual(deps("services-orin-03-mediamtx"), firstBatch);
+    assert.deepEqual(deps("services-orin-03-inference"), [s["orin-03"]?.["mediamtx"], ...firstBatch]);
+  });
+
+  it("registers each service on each host as jetson:services:Service with inputs { host, service }", async () => {
+    const { rec } = await deploy(1);
+    const services = rec.ofType(SERVICE_TYPE);
+    assert.deepEqual(services.map((s) => s.name).sort(), [
+      "services-orin-01-inference",
+      "services-orin-01-mediamtx",
+      "services-orin-01-ui",
+    ]);
+    const inference = services.find((s) => s.name.endsWith("inference"));
+    const spec = SERVICES[0]!;
+    // A secret environment value makes the whole service input a secret in the state (the engine
+    // marks the top-level property); its shape is unchanged.
+    assert.deepEqual(inference?.inputs, { host: "orin-01", service: secretOf({ ...spec, image: INFERENCE }) });
+    assert.deepEqual(Object.keys(inference?.inputs ?? {}), ["host", "service"]);
+  });
+});
+
+describe("ComposeDeployment", () => {
+  async function deploy(n = 3, maxUnavailable: number | string = 1, images: Record<string, pulumi.Input<string>> = IMAGES) {
+    const rec = useMockStack({ stack: "unit", config: {} }, new ResourceRecorder(() => ({ stdout: "updated\n", stderr: "" })));
+    const { captured, transformations } = captureOptions();
+    const d = new ComposeDeployment(
+      "services",
+      { hosts: hosts(n), services: SERVICES, images, secretEnvironment: SECRET_ENV, maxUnavailable },
+      { transformations },
+    );
+    await unwrap(d.results);
+    return { rec, captured, d };
+  }
+  const decode = (create: string) => {
+    const words = parseShell(create).map(String);
+    const env = Object.fromEntries(
+      words.slice(words.indexOf("env") + 1, words.indexOf("bash")).map((w) => [w.slice(0, w.indexOf("=")), w.slice(w.indexOf("=") + 1)]),
+    );
+    return { prefix: words.slice(0, words.indexOf("env")), env, script: words[words.indexOf("bash") + 2] };
+  };
+
+  it("applies the rendered compose file on each host with compose-apply.sh, the file on stdin after the sudo password", async () => {
+    const { rec } = await deploy();
+    const file = renderComposeFile(SERVICES, IMAGES);
+    const commands = rec.ofType("command:remote:Command");
+    assert.deepEqual(
+      commands.map((c) => c.name),
+      ["services-orin-01-apply", "services-orin-02-apply", "services-orin-03-apply"],
+    );
+    commands.forEach((c, i) => {
+      const create = c.inputs["create"] as string;
+      assert.deepEqual(decode(create), {
+        prefix: ["sudo", "-S", "-p", ""],
+        env: { PROJECT: COMPOSE_PROJECT, HOST_NAME: `orin-0${i + 1}`, HEALTH_TIMEOUT: String(60 + 3 * 35 + 30) },
+        script: renderServiceScript("compose-apply"),
+      });
+      assert.doesNotMatch(create, /t0ken|hunter2/);
+      // The file holds a secret environment value, so it and the stdin carrying it are secrets.
+      assert.deepEqual(c.inputs["stdin"], secretOf(`hunter2\n${file}`));
+      assert.deepEqual(c.inputs["triggers"], secretOf([contentHash(create, file)]));
+      // The command SDK adds its dial defaults to a connection that sets none.
+      assert.deepEqual(
+        c.inputs["connection"],
+        secretOf({ host: `192.168.50.1${i + 1}`, port: 22, user: "fleet", privateKey: "KEY", perDialTimeout: 15, dialErrorLimit: 10 }),
+      );
+      assert.equal(c.inputs["addPreviousOutputInEnv"], false);
+    });
+  });
+
+  it("updates hosts batch after batch: each apply step waits for the previous batch's", async () => {
+    const { captured, d } = await deploy(4, "50%");
+    assert.deepEqual(d.batches, [
+      ["orin-01", "orin-02"],
+      ["orin-03", "orin-04"],
+    ]);
+    const p = d.projects;
+    assert.deepEqual(optsOf(captured, "services-orin-01-apply", "command:remote:Command").dependsOn, []);
+    assert.deepEqual(optsOf(captured, "services-orin-02-apply", "command:remote:Command").dependsOn, []);
+    for (const h of ["orin-03", "orin-04"]) {
+      assert.deepEqual(optsOf(captured, `services-${h}-apply`, "command:remote:Command").dependsOn, [
+        p["orin-01"]?.apply,
+        p["orin-02"]?.apply,
+      ]);
+    }
+  });
+
+  it("stands for each service on each host with a jetson:services:Service of inputs { host, service }", async () => {
+    const { rec } = await deploy(2);
+    const services = rec.ofType(SERVICE_TYPE);
+    assert.deepEqual(
+      services.map((s) => s.name).sort(),
+      ["orin-01", "orin-02"].flatMap((h) => ["inference", "mediamtx", "ui"].map((s) => `services-${h}-${s}`)),
+    );
+    const ui = services.find((s) => s.name === "services-orin-02-ui");
+    assert.deepEqual(ui?.inputs, { host: "orin-02", service: { ...SERVICES[2], image: UI } });
+  });
+
+  it("deploys nothing new when a tag moves to the same digest", async () => {
+    const registry: Record<string, string> = {
+      "bluenviron/mediamtx:1.9.3": MEDIAMTX,
+      "bluenviron/mediamtx:1.9": MEDIAMTX,
+      "registry.lab:5000/fleet/ui:2.1": UI,
+    };
+    const resolve = (ref: string) => Promise.resolve(registry[ref] ?? assert.fail(`unexpected lookup of ${ref}`));
+    const triggersFor = async (mediamtxTag: string) => {
+      const services = SERVICES.map((s) => (s.name === "mediamtx" ? { ...s, image: mediamtxTag } : s));
+      const images = pinServiceImages(services, { inference: INFERENCE }, resolve);
+      assert.equal(await unwrap(images["mediamtx"]!), MEDIAMTX);
+      const { rec } = await deploy(1, 1, images);
+      return rec.ofType("command:remote:Command")[0]?.inputs["triggers"];
+    };
+    assert.deepEqual(await triggersFor("bluenviron/mediamtx:1.9"), await triggersFor("bluenviron/mediamtx:1.9.3"));
+  });
+});
+
+describe("pinServiceImages", () => {
+  it("takes built images by digest, keeps digests, resolves tags, and refuses an unbuilt image", async () => {
+    const lookups: string[] = [];
+    const images = pinServiceImages(SERVICES, { inference: INFERENCE }, (ref) => {
+      lookups.push(ref);
+      return Promise.resolve(ref.startsWith("bluenviron") ? MEDIAMTX : UI);
+    });
+    assert.deepEqual(await unwrap(pulumi.all(images)), IMAGES);
+    assert.deepEqual(lookups.sort(), ["bluenviron/mediamtx:1.9.3", "registry.lab:5000/fleet/ui:2.1"]);
+    const pinned = pinServiceImages([{ ...SERVICES[1]!, image: `bluenviron/mediamtx:1.9.3@${digest("2")}` }], {}, () =>
+      assert.fail("no lookup"),
+    );
+    assert.equal(await unwrap(pinned["mediamtx"]!), MEDIAMTX);
+    assert.throws(() => pinServiceImages(SERVICES, {}, () => assert.fail("no lookup")), {
+      message: 'service "inference" builds image "inference", which this stack does not build',
+    });
+  });
+});
