@@ -7,6 +7,7 @@ import {
   ContainerDeployment,
   GpuImage,
   JetsonHost,
+  KubernetesFleet,
   gpuImageArgs,
   pinServiceImages,
   readBuildEnvironment,
@@ -44,14 +45,16 @@ export const imageRefs = pulumi.all(Object.fromEntries(Object.entries(images).ma
 
 // Services go to every host, pinned by digest: built images by their GpuImage's, external ones by
 // the digest their tag resolves to now (only when there is a host to deploy to).
-const deployed = config.hosts.length > 0 && config.services.length > 0;
+const kubernetes = config.deploy.target === "kubernetes";
+const deployed = config.services.length > 0 && (kubernetes || config.hosts.length > 0);
 const registry = config.registry;
 const credentials =
   registry?.username !== undefined && registry.password !== undefined
     ? { [registry.server]: { username: registry.username, password: registry.password } }
     : {};
 const built = Object.fromEntries(Object.entries(images).map(([name, image]) => [name, image.ref]));
-const serviceImageRefs = deployed ? pinServiceImages(config.services, built, registryResolver(credentials)) : {};
+// Kubernetes manifests take digests only: KubernetesFleet refuses a tag there before anything is sent.
+const serviceImageRefs = deployed && !kubernetes ? pinServiceImages(config.services, built, registryResolver(credentials)) : {};
 const secretEnvironment = secretEnvironmentOf(
   config.services,
   existsSync(stackFile) ? securePathsInStackFile(readFileSync(stackFile, "utf8"), pulumi.getProject()) : [],
@@ -73,8 +76,26 @@ if (deployed) {
     case "containers":
       results = new ContainerDeployment("services", deployArgs).results;
       break;
-    case "kubernetes":
+    case "kubernetes": {
+      // The schema requires exactly one of kubeconfig and renderYamlToDirectory for this target.
+      const cluster = config.deploy.kubernetes ?? { namespace: "jetson-fleet", nodeSelector: {} };
+      const fleet = new KubernetesFleet("fleet", {
+        services: config.services,
+        images: built,
+        namespace: cluster.namespace,
+        rollout: config.deploy.rollout,
+        nodeSelector: cluster.nodeSelector,
+        ...(registry ? { registry: { ...registry, ...(registry.password ? { password: pulumi.secret(registry.password) } : {}) } } : {}),
+        ...(cluster.renderYamlToDirectory !== undefined ? { renderYamlToDirectory: cluster.renderYamlToDirectory } : {}),
+        ...(cluster.kubeconfig !== undefined ? { kubeconfig: pulumi.secret(cluster.kubeconfig) } : {}),
+      });
+      results = fleet.images.apply((refs) => ({
+        [cluster.namespace]: Object.entries(refs)
+          .map(([service, image]) => `${service}=${image}`)
+          .join("\n"),
+      }));
       break;
+    }
   }
 }
 

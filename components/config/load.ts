@@ -10,7 +10,7 @@ import { z } from "zod";
 import { StackConfig, StackConfigShape, describe } from "./schema.ts";
 
 /** Fields whose values must be Pulumi secrets, as path patterns (`*` stands for a list index). */
-export const SECRET_FIELDS = ["hosts.*.privateKey", "hosts.*.sudoPassword", "registry.password"] as const;
+export const SECRET_FIELDS = ["hosts.*.privateKey", "hosts.*.sudoPassword", "registry.password", "deploy.kubernetes.kubeconfig"] as const;
 
 /** The raw material the loader validates. */
 export interface StackConfigSource {

@@ -174,20 +174,26 @@ export const ImageSpec = z.strictObject({
 export type ImageSpec = z.infer<typeof ImageSpec>;
 
 const portMapping = z.strictObject({
-  /** Port inside the container (with host networking: the port the service listens on). */
+  /** Port inside the container (with host networking: the port the service listens on). @example 8554 */
   target: port,
   /** Host port for bridge networking. @default target */
   published: port.optional(),
+  /** Transport protocol; RTSP over UDP or WebRTC ICE needs `udp`. @default "tcp" */
   protocol: z.enum(["tcp", "udp"]).default("tcp"),
   /** Host address to bind. @default "0.0.0.0" */
   hostIp: z.string().superRefine(checked(addressProblem)).optional(),
 });
 
 const volume = z.strictObject({
+  /** `bind` mounts a host path, `volume` a named Docker volume, `tmpfs` memory that is gone on restart. @default "bind" */
   type: z.enum(["bind", "volume", "tmpfs"]).default("bind"),
-  /** Host path (bind) or volume name (volume). */
+  /**
+   * Host path (bind) or volume name (volume); left out for tmpfs.
+   * @default none (required for bind and volume)
+   * @example "/opt/models"
+   */
   source: z.string().min(1).optional(),
-  /** Path inside the container. */
+  /** Path inside the container. @example "/models" */
   target: z
     .string()
     .regex(/^\//, { error: (iss) => `${JSON.stringify(iss.input)} is not an absolute path; expected a container path such as /models` }),
@@ -196,16 +202,24 @@ const volume = z.strictObject({
 });
 
 const healthcheck = z.strictObject({
-  /** Command in Docker form: ["CMD", "curl", "-f", "http://localhost:8080/health"] or ["CMD-SHELL", "..."]. */
+  /**
+   * Command in Docker form: `["CMD", ...]` runs it directly, `["CMD-SHELL", "..."]` through
+   * `/bin/sh -c`, `["NONE"]` turns off the image's check.
+   * @example ["CMD", "curl", "-f", "http://localhost:8080/health"]
+   */
   test: z
     .array(z.string())
     .min(1)
     .refine((t) => ["CMD", "CMD-SHELL", "NONE"].includes(t[0] ?? ""), {
       error: 'expected the first element to be "CMD", "CMD-SHELL" or "NONE"',
     }),
+  /** Time between checks. @default "10s" @example "30s" */
   interval: duration.default("10s"),
+  /** Time one check may take before it counts as failed. @default "5s" */
   timeout: duration.default("5s"),
+  /** Consecutive failures before the container is unhealthy. @default 3 */
   retries: z.number().int().min(1).default(3),
+  /** Grace period after start in which failures do not count (model loading, TensorRT engine builds). @default "10s" @example "2m" */
   startPeriod: duration.default("10s"),
 });
 
@@ -214,13 +228,17 @@ export const ServiceSpec = z
   .strictObject({
     /** Unique service name. @example "inference" */
     name: name("service"),
-    /** External image, pinned. Exactly one of `image` and `build`. @example "bluenviron/mediamtx:1.9.3" */
+    /**
+     * External image, pinned. Exactly one of `image` and `build`.
+     * @default none (set `build` instead)
+     * @example "bluenviron/mediamtx:1.9.3"
+     */
     image: imageRef.optional(),
-    /** Name of an `images` entry built by this stack. @example "inference" */
+    /** Name of an `images` entry built by this stack. @default none (set `image` instead) @example "inference" */
     build: z.string().optional(),
-    /** Replaces the image's entrypoint. */
+    /** Replaces the image's entrypoint. @default the image's `ENTRYPOINT` @example ["/usr/bin/tini", "--"] */
     entrypoint: z.array(z.string()).optional(),
-    /** Replaces the image's command. */
+    /** Replaces the image's command. @default the image's `CMD` @example ["python3", "-m", "inference.server", "--port", "8080"] */
     command: z.array(z.string()).optional(),
     /** Environment; values set with `pulumi config set --secret --path` stay secret. @default {} */
     environment: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.union([z.string(), z.number(), z.boolean()])).default({}),
@@ -240,48 +258,79 @@ export const ServiceSpec = z
         }),
       )
       .default([]),
-    /** Size of /dev/shm. @example "2g" */
+    /** Size of /dev/shm; PyTorch data loaders and DeepStream need more than Docker's 64m. @default Docker's 64m @example "2g" */
     shmSize: size("2g").optional(),
-    /** IPC namespace. @example "host" */
+    /**
+     * IPC namespace: `host`, `private`, `shareable` or `service:<name>`.
+     * @default the Docker daemon's `default-ipc-mode`
+     * @example "host"
+     */
     ipc: z.union([z.enum(["host", "private", "shareable"]), z.string().regex(/^service:[a-z0-9-]+$/)]).optional(),
-    /** Resource limits by name (nofile, memlock, ...). */
+    /**
+     * Resource limits by name (nofile, memlock, ...): one number sets both limits, or `{ soft, hard }`.
+     * @default {}
+     * @example { "memlock": -1, "nofile": { "soft": 65536, "hard": 65536 } }
+     */
     ulimits: z
-      .record(z.string(), z.union([z.number().int(), z.strictObject({ soft: z.number().int(), hard: z.number().int() })]))
+      .record(
+        z.string(),
+        z.union([
+          z.number().int(),
+          z.strictObject({
+            /** The limit the process starts with (it may raise it up to `hard`); -1 for unlimited. @example 65536 */
+            soft: z.number().int(),
+            /** The ceiling the process cannot raise the limit above; -1 for unlimited. @example 65536 */
+            hard: z.number().int(),
+          }),
+        ]),
+      )
       .default({}),
-    /** Health check; rollouts wait for it. */
+    /** Health check; rollouts wait for it. @default none (the image's own `HEALTHCHECK`, if any) */
     healthcheck: healthcheck.optional(),
-    /** @default "unless-stopped" */
+    /** When Docker restarts the container (compose's `restart`). @default "unless-stopped" */
     restart: z.enum(["no", "always", "on-failure", "unless-stopped"]).default(DEFAULT_RESTART),
     /** Log driver and options. @default { driver: "json-file", options: { "max-size": "10m", "max-file": "3" } } */
     logging: z
-      .strictObject({ driver: z.string().default("json-file"), options: stringMap.default({ ...DEFAULT_LOG_OPTIONS }) })
+      .strictObject({
+        /** Docker log driver. @default "json-file" @example "journald" */
+        driver: z.string().default("json-file"),
+        /** The driver's options. @default { "max-size": "10m", "max-file": "3" } */
+        options: stringMap.default({ ...DEFAULT_LOG_OPTIONS }),
+      })
       .default({ driver: "json-file", options: { ...DEFAULT_LOG_OPTIONS } }),
     /** CPU/memory limits and GPU requests. @default {} */
     resources: z
       .strictObject({
-        /** CPU cores. @example 2.5 */
+        /** CPU cores. @default none (no CPU limit) @example 2.5 */
         cpus: z.number().positive().optional(),
-        /** Memory limit. @example "4g" */
+        /** Memory limit (the Jetson's GPU shares this RAM). @default none (no memory limit) @example "4g" */
         memory: size("4g").optional(),
-        /** GPUs requested: "all" or a count. */
+        /** GPUs requested: "all" or a count (a Jetson has one integrated GPU). @default none (no GPU request) @example "all" */
         gpus: z.union([z.literal("all"), z.number().int().positive()]).optional(),
       })
       .default({}),
     /** Services that must start first, with the condition to wait for. @example { "mediamtx": "healthy" } */
     dependsOn: z.record(z.string(), z.enum(["started", "healthy"])).default({}),
+    /** Container labels, for tooling that selects containers. @default {} @example { "com.example.team": "vision" } */
     labels: stringMap.default({}),
-    /** User (and group) to run as. @example "1000:1000" */
+    /** User (and group) to run as. @default the image's `USER` @example "1000:1000" */
     user: z
       .string()
       .regex(/^[A-Za-z0-9_.-]+(:[A-Za-z0-9_.-]+)?$/)
       .optional(),
     /** Mount the root filesystem read-only. @default false */
     readOnlyRootFilesystem: z.boolean().default(false),
+    /** Linux capabilities added, without the `CAP_` prefix. @default [] @example ["NET_BIND_SERVICE"] */
     capAdd: z.array(z.string().regex(/^[A-Z_]+$/, { error: 'expected a capability name without "CAP_", e.g. NET_ADMIN' })).default([]),
+    /** Linux capabilities dropped, without the `CAP_` prefix, or `ALL`. @default [] @example ["ALL"] */
     capDrop: z
       .array(z.string().regex(/^([A-Z_]+|ALL)$/, { error: 'expected a capability name without "CAP_", e.g. NET_RAW, or ALL' }))
       .default([]),
-    /** @default ["no-new-privileges:true"] */
+    /**
+     * Docker security options (compose's `security_opt`).
+     * @default ["no-new-privileges:true"]
+     * @example ["no-new-privileges:true", "apparmor=unconfined"]
+     */
     securityOpt: z.array(z.string()).default([...DEFAULT_SECURITY_OPT]),
   })
   .superRefine((svc, ctx) => {
@@ -328,6 +377,19 @@ export const DeploySpec = z.strictObject({
         .default(1),
     })
     .default({ maxUnavailable: 1 }),
+  /** The cluster, for `target: kubernetes` (k3s on the Jetsons). */
+  kubernetes: z
+    .strictObject({
+      /** The cluster's kubeconfig. Must be a Pulumi secret. @example "(pulumi config set --secret --path deploy.kubernetes.kubeconfig < k3s.yaml)" */
+      kubeconfig: z.string().min(1).optional(),
+      /** Write the manifests into this directory instead of applying them (a GitOps repository). @example "gitops/fleet" */
+      renderYamlToDirectory: z.string().min(1).optional(),
+      /** The namespace services run in. @default "jetson-fleet" */
+      namespace: name("namespace").default("jetson-fleet"),
+      /** Node labels that select the Jetsons services run on. @default {} @example { "nvidia.com/gpu.present": "true" } */
+      nodeSelector: stringMap.default({}),
+    })
+    .optional(),
 });
 export type DeploySpec = z.infer<typeof DeploySpec>;
 
@@ -449,6 +511,21 @@ export function refineStackConfig(value: unknown, ctx: z.RefinementCtx): void {
         code: "custom",
         path: ["services", si, "build"],
         message: `image "${build}" is not defined under images; expected one of: ${imageNames.join(", ") || "(no images)"}`,
+      });
+    }
+  }
+  const deploy = isObject(cfg["deploy"]) ? cfg["deploy"] : {};
+  if (deploy["target"] === "kubernetes") {
+    const cluster = isObject(deploy["kubernetes"]) ? deploy["kubernetes"] : {};
+    const given = ["kubeconfig", "renderYamlToDirectory"].filter((k) => cluster[k] !== undefined);
+    if (given.length !== 1) {
+      ctx.addIssue({
+        code: "custom",
+        path: ["deploy", "kubernetes"],
+        message:
+          given.length === 0
+            ? "target kubernetes needs a cluster; expected kubeconfig (a secret) or renderYamlToDirectory"
+            : "sets both kubeconfig and renderYamlToDirectory; expected one of them",
       });
     }
   }

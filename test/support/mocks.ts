@@ -37,6 +37,11 @@ export class ResourceRecorder implements pulumi.runtime.Mocks {
 }
 
 /** Resolves an Output (or plain value) to its value; unknowns resolve to undefined. */
+/** Lets registrations that outputs do not wait for (children of components) reach the mocks. */
+export async function settle(): Promise<void> {
+  for (let i = 0; i < 20; i++) await new Promise((resolve) => setImmediate(resolve));
+}
+
 export function unwrap<T>(value: pulumi.Input<T>): Promise<T> {
   return new Promise((resolve) => pulumi.output(value).apply((v) => resolve(v as T)));
 }

@@ -4,7 +4,7 @@ import { beforeEach, describe, it } from "node:test";
 import * as pulumi from "@pulumi/pulumi";
 import { StackConfigError } from "../../components/index.ts";
 import { VALID_SECRET_PATHS, validConfig } from "../support/fixtures.ts";
-import { ResourceRecorder, importFresh, unwrap, useMockStack } from "../support/mocks.ts";
+import { ResourceRecorder, importFresh, settle, unwrap, useMockStack } from "../support/mocks.ts";
 
 const PROGRAM = join(import.meta.dirname, "..", "..", "index.ts");
 
@@ -93,13 +93,13 @@ describe("index.ts", () => {
 
   for (const [target, containers, services] of [
     ["containers", 4, 4],
-    ["kubernetes", 0, 0],
+    ["kubernetes", 0, 2],
   ] as const) {
     it(`deploys with deploy.target ${target}`, async () => {
       const config = {
         ...validConfig(),
         services: validConfig().services?.map((s) => (s.name === "mediamtx" ? { ...s, image: MEDIAMTX } : s)),
-        deploy: { target },
+        deploy: { target, ...(target === "kubernetes" ? { kubernetes: { renderYamlToDirectory: "rendered" } } : {}) },
       };
       process.env["BUILDX_BUILDER"] = "jetson-fleet-unit";
       const recorder = useMockStack(
@@ -114,6 +114,7 @@ describe("index.ts", () => {
       );
       const program = await importFresh<ProgramExports>(PROGRAM);
       await unwrap(pulumi.all([program.serviceResults, program.serviceImages, program.hostVerification]));
+      await settle();
       assert.equal(recorder.ofType("docker:index/container:Container").length, containers);
       assert.equal(recorder.ofType("jetson:services:Service").length, services);
       assert.equal(recorder.ofType("command:remote:Command").length, 10, "no compose apply steps");

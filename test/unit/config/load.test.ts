@@ -101,7 +101,23 @@ const table: { name: string; mutate: (c: Mutable) => void; secretPaths?: Readonl
   {
     name: "unknown key with nothing close",
     mutate: (c) => (c.deploy.strategy = "blue-green"),
-    expected: [`${F}deploy.strategy: unknown key "strategy" Expected one of: target, rollout`],
+    expected: [`${F}deploy.strategy: unknown key "strategy" Expected one of: target, rollout, kubernetes`],
+  },
+  {
+    name: "kubernetes target without a cluster",
+    mutate: (c) => (c.deploy.target = "kubernetes"),
+    expected: [`${F}deploy.kubernetes: target kubernetes needs a cluster; expected kubeconfig (a secret) or renderYamlToDirectory`],
+  },
+  {
+    name: "kubernetes target with both a cluster and a directory, kubeconfig in plain text",
+    mutate: (c) => {
+      c.deploy.target = "kubernetes";
+      c.deploy.kubernetes = { kubeconfig: "apiVersion: v1", renderYamlToDirectory: "gitops" };
+    },
+    expected: [
+      `${F}deploy.kubernetes: sets both kubeconfig and renderYamlToDirectory; expected one of them`,
+      `${F}deploy.kubernetes.kubeconfig: is stored in plain text; expected a Pulumi secret: cat FILE | pulumi config set --stack prod --secret --path 'deploy.kubernetes.kubeconfig'`,
+    ],
   },
   {
     name: "private key in plain text",

@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import * as pulumi from "@pulumi/pulumi";
 import { KubernetesFleet, ServiceSpec, fleetManifests } from "../../../components/index.ts";
-import { ResourceRecorder, unwrap, useMockStack } from "../../support/mocks.ts";
+import { ResourceRecorder, settle, unwrap, useMockStack } from "../../support/mocks.ts";
 
 const SECRET_SIG = "4dabf18193072939515e22adb298388d";
 const REF = `registry.lab:5000/fleet/inference@sha256:${"4f".repeat(32)}`;
@@ -13,11 +13,6 @@ const SERVICES = [
   ServiceSpec.parse({ name: "inference", build: "inference", runtime: "nvidia", network: "host", ports: [{ target: 8080 }] }),
   ServiceSpec.parse({ name: "webui", image: WEBUI_REF, ports: [{ target: 3000 }] }),
 ];
-
-/** Waits for the mocks to see every registration the constructor started. */
-async function settle(): Promise<void> {
-  for (let i = 0; i < 20; i++) await new Promise((resolve) => setImmediate(resolve));
-}
 
 describe("KubernetesFleet", () => {
   it("registers the namespace, RuntimeClass, pull secret and per service a jetson:services:Service with its workload and PDB", async () => {
