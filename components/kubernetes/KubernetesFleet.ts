@@ -32,7 +32,11 @@ export interface KubernetesFleetRegistry {
   readonly server: string;
   /** User name for pulls; with it, pods pull with a dockerconfigjson Secret. @default none (anonymous pulls) */
   readonly username?: string;
-  /** Password or token; required with `username`. Stored as a Pulumi secret. @example config.requireSecret("registry.password") */
+  /**
+   * Password or token; required with `username`. Stored as a Pulumi secret.
+   * @default none (anonymous pulls)
+   * @example config.requireSecret("registry.password")
+   */
   readonly password?: pulumi.Input<string>;
 }
 

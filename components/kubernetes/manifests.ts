@@ -96,9 +96,15 @@ export interface FleetManifestOptions {
 }
 
 export interface Manifest {
+  /** The object's API group and version. @example "apps/v1" */
   readonly apiVersion: string;
+  /** The object's kind. @example "DaemonSet" */
   readonly kind: string;
-  readonly metadata: ObjectMeta & { readonly name: string };
+  /** Name, namespace, labels and annotations; the name is always set. @example { name: "inference", namespace: "jetson-fleet" } */
+  readonly metadata: ObjectMeta & {
+    /** The object's name (the service's name for its workload). @example "inference" */
+    readonly name: string;
+  };
   readonly [field: string]: unknown;
 }
 

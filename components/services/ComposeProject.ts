@@ -12,9 +12,15 @@ import { Service } from "./Service.ts";
 import { healthTimeoutSeconds } from "./spec.ts";
 
 export interface ComposeProjectArgs {
-  /** The host the project runs on. */
+  /**
+   * The host the project runs on.
+   * @example serviceHostOf("orin-nx-01", jetsonHost)
+   */
   readonly host: ServiceHost;
-  /** The services, validated with defaults applied (`ServiceSpec`s). */
+  /**
+   * The services, validated with defaults applied (`ServiceSpec`s).
+   * @example readStackConfig().services
+   */
   readonly services: readonly ServiceSpec[];
   /**
    * Each service's image pinned by digest, by service name (see `pinServiceImages`).

@@ -13,11 +13,20 @@ import { startOrder } from "./spec.ts";
 export const DEFAULT_DOCKER_SSH_OPTS = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"] as const;
 
 export interface ContainerDeploymentArgs {
-  /** The hosts, in update order. */
+  /**
+   * The hosts, in update order: batches of `maxUnavailable` hosts are taken from the front.
+   * @example Object.entries(jetsonHosts).map(([name, host]) => serviceHostOf(name, host))
+   */
   readonly hosts: readonly ServiceHost[];
-  /** The services every host runs (validated `ServiceSpec`s). */
+  /**
+   * The services every host runs (validated `ServiceSpec`s, defaults applied).
+   * @example readStackConfig().services
+   */
   readonly services: readonly ServiceSpec[];
-  /** Each service's image pinned by digest, by service name (see `pinServiceImages`). */
+  /**
+   * Each service's image pinned by digest, by service name (see `pinServiceImages`).
+   * @example { inference: "registry.lab:5000/fleet/inference@sha256:4f1c…", mediamtx: "bluenviron/mediamtx@sha256:9a0e…" }
+   */
   readonly images: Readonly<Record<string, pulumi.Input<string>>>;
   /**
    * Environment keys whose values are secrets, by service name.

@@ -16,7 +16,10 @@ export type ServiceMode = "containers" | "compose";
 export interface ServiceArgs {
   /** The host's name (from the stack's `hosts`). @example "orin-nx-01" */
   readonly host: string;
-  /** The validated service, defaults applied (a `ServiceSpec`). */
+  /**
+   * The validated service, defaults applied (a `ServiceSpec`).
+   * @example ServiceSpec.parse({ name: "mediamtx", image: "bluenviron/mediamtx:1.9.3", network: "host" })
+   */
   readonly service: ServiceSpec;
   /**
    * The image it runs, pinned by digest: `repository@sha256:…`.
@@ -26,6 +29,7 @@ export interface ServiceArgs {
   /**
    * `containers`: this component pulls the image and runs a `docker.Container` through the Docker
    * provider given in `opts.provider`; `compose`: the host's `ComposeProject` runs it.
+   * @example "containers"
    */
   readonly mode: ServiceMode;
   /** Environment keys whose values are secrets; they stay secrets in the state. @default [] */

@@ -11,15 +11,31 @@ import { ServiceArgsError, digestPinned } from "./spec.ts";
 export interface ServiceHost {
   /** The host's name (resource names, messages). @example "orin-nx-01" */
   readonly name: string;
-  /** SSH connection (compose mode runs its script through it). */
+  /**
+   * SSH connection (compose mode runs its script through it); a `JetsonHost`'s `connection`.
+   * @example { host: "192.168.1.21", port: 22, user: "ubuntu", privateKey: config.requireSecret("sshKey") }
+   */
   readonly connection: pulumi.Input<command.types.input.remote.ConnectionArgs>;
-  /** How the login user becomes root for the compose script. */
+  /**
+   * How the login user becomes root for the compose script: `root` logs in as root, `sudo` has
+   * passwordless sudo, `sudo-password` needs `sudoPassword`.
+   * @example "sudo"
+   */
   readonly elevation: Elevation;
-  /** sudo password, sent on standard input when `elevation` is `sudo-password`. */
+  /**
+   * sudo password, sent on standard input when `elevation` is `sudo-password`. Keep it a Pulumi secret.
+   * @default none (no password is sent)
+   */
   readonly sudoPassword?: pulumi.Input<string>;
-  /** `ssh://user@address:port`: the Docker endpoint of the containers mode. */
+  /**
+   * `ssh://user@address:port`: the Docker endpoint of the containers mode.
+   * @example "ssh://ubuntu@192.168.1.21:22"
+   */
   readonly dockerHost: pulumi.Input<string>;
-  /** Deploys wait for it (the host's last bootstrap step). */
+  /**
+   * Deploys wait for it (the host's last bootstrap step), so services start on a provisioned host.
+   * @default none (deploys start at once)
+   */
   readonly ready?: pulumi.Resource;
 }
 
