@@ -1,40 +1,12 @@
 // The stack's services on every host as compose projects, updated in batches: a batch starts
 // only once every host of the previous one has applied its file and reported healthy.
 import * as pulumi from "@pulumi/pulumi";
-import type { ServiceSpec } from "../config/index.ts";
 import { ComposeProject } from "./ComposeProject.ts";
-import type { ServiceHost } from "./hosts.ts";
-import { rolloutBatches, type MaxUnavailable } from "./rollout.ts";
+import type { ServiceDeploymentArgs } from "./deployment.ts";
+import { rolloutBatches } from "./rollout.ts";
 
-export interface ComposeDeploymentArgs {
-  /**
-   * The hosts, in update order: batches of `maxUnavailable` hosts are taken from the front.
-   * @example Object.entries(jetsonHosts).map(([name, host]) => serviceHostOf(name, host))
-   */
-  readonly hosts: readonly ServiceHost[];
-  /**
-   * The services every host runs (validated `ServiceSpec`s, defaults applied).
-   * @example readStackConfig().services
-   */
-  readonly services: readonly ServiceSpec[];
-  /**
-   * Each service's image pinned by digest, by service name (see `pinServiceImages`).
-   * @example { inference: "registry.lab:5000/fleet/inference@sha256:4f1c…", mediamtx: "bluenviron/mediamtx@sha256:9a0e…" }
-   */
-  readonly images: Readonly<Record<string, pulumi.Input<string>>>;
-  /**
-   * Environment keys whose values are secrets, by service name.
-   * @default {}
-   * @example { inference: ["API_TOKEN"] }
-   */
-  readonly secretEnvironment?: Readonly<Record<string, readonly string[]>>;
-  /**
-   * Hosts updated at once: a count or a percentage of the fleet (`deploy.rollout.maxUnavailable`).
-   * @default 1
-   * @example "25%"
-   */
-  readonly maxUnavailable?: MaxUnavailable;
-}
+/** The compose mode takes exactly what every per-host deploy mode takes. */
+export type ComposeDeploymentArgs = ServiceDeploymentArgs;
 
 /**
  * One `ComposeProject` per host (`<name>-<host>`), batch after batch. When a host's new version

@@ -3,43 +3,15 @@
 // refresh finds drift. Hosts update in batches, like the compose mode.
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
-import type { ServiceSpec } from "../config/index.ts";
-import type { ServiceHost } from "./hosts.ts";
-import { rolloutBatches, type MaxUnavailable } from "./rollout.ts";
+import type { ServiceDeploymentArgs } from "./deployment.ts";
+import { rolloutBatches } from "./rollout.ts";
 import { Service } from "./Service.ts";
 import { startOrder } from "./spec.ts";
 
 /** SSH options the Docker provider's ssh client gets unless told otherwise: never prompt. */
 export const DEFAULT_DOCKER_SSH_OPTS = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"] as const;
 
-export interface ContainerDeploymentArgs {
-  /**
-   * The hosts, in update order: batches of `maxUnavailable` hosts are taken from the front.
-   * @example Object.entries(jetsonHosts).map(([name, host]) => serviceHostOf(name, host))
-   */
-  readonly hosts: readonly ServiceHost[];
-  /**
-   * The services every host runs (validated `ServiceSpec`s, defaults applied).
-   * @example readStackConfig().services
-   */
-  readonly services: readonly ServiceSpec[];
-  /**
-   * Each service's image pinned by digest, by service name (see `pinServiceImages`).
-   * @example { inference: "registry.lab:5000/fleet/inference@sha256:4f1c…", mediamtx: "bluenviron/mediamtx@sha256:9a0e…" }
-   */
-  readonly images: Readonly<Record<string, pulumi.Input<string>>>;
-  /**
-   * Environment keys whose values are secrets, by service name.
-   * @default {}
-   * @example { inference: ["API_TOKEN"] }
-   */
-  readonly secretEnvironment?: Readonly<Record<string, readonly string[]>>;
-  /**
-   * Hosts updated at once: a count or a percentage of the fleet.
-   * @default 1
-   * @example "25%"
-   */
-  readonly maxUnavailable?: MaxUnavailable;
+export interface ContainerDeploymentArgs extends ServiceDeploymentArgs {
   /**
    * Options for the ssh client the Docker provider runs (it uses the machine's ssh: the key must
    * be in its agent or config, the host key in its known_hosts, and the user in the host's docker group).

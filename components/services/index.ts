@@ -4,6 +4,7 @@ export * from "./compose.ts";
 export * from "./container.ts";
 export * from "./registry.ts";
 export * from "./hosts.ts";
+export * from "./deployment.ts";
 export * from "./scripts.ts";
 export * from "./Service.ts";
 export * from "./ComposeProject.ts";
