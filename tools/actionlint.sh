@@ -12,32 +12,23 @@ set -euo pipefail
 
 VERSION=v1.7.12
 MODULE=github.com/rhysd/actionlint
-cache=${JETSON_FLEET_CACHE:-$HOME/.cache/jetson-fleet}
-dir=$cache/actionlint/$VERSION
+# shellcheck source=tools/lib/cached-build.sh
+source "$(dirname "$0")/lib/cached-build.sh"
 
 die() {
   printf 'actionlint: error: %s\n' "$*" >&2
   exit 1
 }
 
-if [[ ! -x $dir/actionlint ]]; then
+build_actionlint() {
+  local work=$1 out=$2
   command -v go >/dev/null || die "go is needed to build actionlint $VERSION"
-  mkdir -p "$cache/actionlint"
-  # One build at a time; a run that waited here finds the binary the other one built.
-  exec 8>"$cache/actionlint/.lock"
-  flock 8
-  if [[ ! -x $dir/actionlint ]]; then
-    printf 'actionlint: building %s from %s\n' "$VERSION" "$MODULE" >&2
-    tmp=$(mktemp -d "$cache/actionlint/$VERSION.tmp.XXXXXX")
-    trap 'rm -rf "$tmp"' EXIT
-    # Outside any module, so the project's tools modules do not take part in the build.
-    if ! (cd "$tmp" && GOBIN=$tmp/bin GOFLAGS=-buildvcs=false go install -trimpath "$MODULE/cmd/actionlint@$VERSION") >"$tmp/build.log" 2>&1; then
-      cat "$tmp/build.log" >&2
-      die "go install $MODULE/cmd/actionlint@$VERSION failed"
-    fi
-    # Into place in one rename, so an interrupted build never leaves a half-written binary behind.
-    rm -rf "$dir"
-    mv "$tmp/bin" "$dir"
+  printf 'actionlint: building %s from %s\n' "$VERSION" "$MODULE" >&2
+  # Outside any module, so the project's tools modules do not take part in the build.
+  if ! (cd "$work" && GOBIN=$out GOFLAGS=-buildvcs=false go install -trimpath "$MODULE/cmd/actionlint@$VERSION") >"$work/build.log" 2>&1; then
+    cat "$work/build.log" >&2
+    die "go install $MODULE/cmd/actionlint@$VERSION failed"
   fi
-fi
-printf '%s\n' "$dir/actionlint"
+}
+
+printf '%s\n' "$(cached_build actionlint "$VERSION" actionlint build_actionlint)/actionlint"

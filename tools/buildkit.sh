@@ -17,7 +17,8 @@ set -euo pipefail
 
 VERSION=v0.31.0
 MODULE=github.com/moby/buildkit
-cache=${JETSON_FLEET_CACHE:-$HOME/.cache/jetson-fleet}
+# shellcheck source=tools/lib/cached-build.sh
+source "$(dirname "$0")/lib/cached-build.sh"
 
 log() { printf 'buildkit: %s\n' "$*" >&2; }
 die() {
@@ -27,40 +28,23 @@ die() {
 
 # The module's go.mod has `exclude` directives, so `go install MODULE/cmd/buildkitd@VERSION` is
 # refused: build inside a writable copy of the module's source instead.
-build() {
-  local dir=$cache/buildkit/$VERSION tmp src start buildlog
-  if [[ -x $dir/buildkitd && -x $dir/buildctl ]]; then
-    printf '%s\n' "$dir"
-    return
-  fi
+build_buildkit() {
+  local work=$1 out=$2 src start=$SECONDS
   command -v go >/dev/null || die "go is needed to build buildkitd"
-  mkdir -p "$cache/buildkit"
-  exec 8>"$cache/buildkit/.lock"
-  flock 8
-  if [[ ! -x $dir/buildkitd ]]; then
-    start=$SECONDS
-    log "building buildkitd and buildctl $VERSION from $MODULE (cold builds take ~7 min on 2 cores)"
-    src=$(go mod download -json "$MODULE@$VERSION" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
-    [[ -d $src ]] || die "go mod download $MODULE@$VERSION gave no source directory"
-    tmp=$(mktemp -d "$cache/buildkit/$VERSION.tmp.XXXXXX")
-    trap 'rm -rf "$tmp"' EXIT
-    cp -r "$src" "$tmp/src"
-    chmod -R u+w "$tmp/src"
-    mkdir "$tmp/bin"
-    buildlog=$tmp/build.log
-    if ! (cd "$tmp/src" && go build -trimpath -buildvcs=false \
-      -ldflags "-X $MODULE/version.Version=$VERSION" -o "$tmp/bin/" ./cmd/buildkitd ./cmd/buildctl) >"$buildlog" 2>&1; then
-      cat "$buildlog" >&2
-      die "go build of buildkitd failed"
-    fi
-    rm -rf "$dir"
-    mv "$tmp/bin" "$dir"
-    rm -rf "$tmp"
-    trap - EXIT
-    log "built buildkitd $VERSION in $((SECONDS - start)) s"
+  log "building buildkitd and buildctl $VERSION from $MODULE (cold builds take ~7 min on 2 cores)"
+  src=$(go mod download -json "$MODULE@$VERSION" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+  [[ -d $src ]] || die "go mod download $MODULE@$VERSION gave no source directory"
+  cp -r "$src" "$work/src"
+  chmod -R u+w "$work/src"
+  if ! (cd "$work/src" && go build -trimpath -buildvcs=false \
+    -ldflags "-X $MODULE/version.Version=$VERSION" -o "$out/" ./cmd/buildkitd ./cmd/buildctl) >"$work/build.log" 2>&1; then
+    cat "$work/build.log" >&2
+    die "go build of buildkitd failed"
   fi
-  printf '%s\n' "$dir"
+  log "built buildkitd $VERSION in $((SECONDS - start)) s"
 }
+
+build() { cached_build buildkit "$VERSION" buildctl build_buildkit; }
 
 # The builder's name: stable for a state directory, distinct between directories.
 builder_name() { printf 'jetson-fleet-%s\n' "$(printf '%s' "$1" | sha256sum | cut -c1-12)"; }
