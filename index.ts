@@ -78,13 +78,13 @@ if (deployed) {
       break;
     case "kubernetes": {
       // The schema requires exactly one of kubeconfig and renderYamlToDirectory for this target.
-      const cluster = config.deploy.kubernetes ?? { namespace: "jetson-fleet", nodeSelector: {} };
+      const cluster = config.deploy.kubernetes ?? { namespace: "jetson-fleet" };
       const fleet = new KubernetesFleet("fleet", {
         services: config.services,
         images: built,
         namespace: cluster.namespace,
         rollout: config.deploy.rollout,
-        nodeSelector: cluster.nodeSelector,
+        ...(cluster.nodeSelector ? { nodeSelector: cluster.nodeSelector } : {}),
         ...(registry ? { registry: { ...registry, ...(registry.password ? { password: pulumi.secret(registry.password) } : {}) } } : {}),
         ...(cluster.renderYamlToDirectory !== undefined ? { renderYamlToDirectory: cluster.renderYamlToDirectory } : {}),
         ...(cluster.kubeconfig !== undefined ? { kubeconfig: pulumi.secret(cluster.kubeconfig) } : {}),

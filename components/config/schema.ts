@@ -386,8 +386,8 @@ export const DeploySpec = z.strictObject({
       renderYamlToDirectory: z.string().min(1).optional(),
       /** The namespace services run in. @default "jetson-fleet" */
       namespace: name("namespace").default("jetson-fleet"),
-      /** Node labels that select the Jetsons services run on. @default {} @example { "nvidia.com/gpu.present": "true" } */
-      nodeSelector: stringMap.default({}),
+      /** Node labels that select the Jetsons services run on. @default { "kubernetes.io/arch": "arm64" } @example { "nvidia.com/gpu.present": "true" } */
+      nodeSelector: stringMap.optional(),
     })
     .optional(),
 });

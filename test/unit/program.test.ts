@@ -118,6 +118,13 @@ describe("index.ts", () => {
       assert.equal(recorder.ofType("docker:index/container:Container").length, containers);
       assert.equal(recorder.ofType("jetson:services:Service").length, services);
       assert.equal(recorder.ofType("command:remote:Command").length, 10, "no compose apply steps");
+      if (target === "kubernetes") {
+        // One DaemonSet per service, on the Jetsons by default.
+        const daemonSets = recorder.ofType("kubernetes:apps/v1:DaemonSet");
+        assert.equal(daemonSets.length, 2);
+        const spec = daemonSets[0]?.inputs["spec"] as { template: { spec: { nodeSelector: Record<string, string> } } };
+        assert.deepEqual(spec.template.spec.nodeSelector, { "kubernetes.io/arch": "arm64" });
+      }
     });
   }
 
