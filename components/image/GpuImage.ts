@@ -83,6 +83,13 @@ export interface GpuImageArgs {
    */
   readonly cacheRef?: string | false;
   /**
+   * Build secrets by id, for `RUN --mount=type=secret,id=<id>` (a package-index token, say): mounted
+   * only while that step runs, never written to a layer, the image history or the state in clear.
+   * @default {}
+   * @example { pip_token: config.requireSecret("pipToken") }
+   */
+  readonly secrets?: Readonly<Record<string, pulumi.Input<string>>>;
+  /**
    * Build during `pulumi preview` too (without pushing): turn on in pull-request checks so a
    * preview fails on a Dockerfile that does not build.
    * @default false
@@ -152,6 +159,7 @@ export function imageArgs(args: GpuImageArgs): dockerbuild.ImageArgs {
     ...(args.target ? { target: args.target } : {}),
     platforms: [...platforms],
     ...(args.buildArgs ? { buildArgs: { ...args.buildArgs } } : {}),
+    ...(args.secrets && Object.keys(args.secrets).length > 0 ? { secrets: pulumi.secret({ ...args.secrets }) } : {}),
     tags: [tag],
     // A registry export rather than `push: true` (a required input, so set false): the provider (0.0.22) counts the export that
     // `push` expands to as an unknown input and then never builds on preview. During previews it

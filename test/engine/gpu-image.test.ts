@@ -3,7 +3,9 @@
 // credentials to a registry that requires them, and pinned by the digest the registry reports.
 // The registry's access log tells which blobs each `up` uploaded.
 import assert from "node:assert/strict";
-import { appendFileSync, cpSync, readFileSync, writeFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { appendFileSync, cpSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { gunzipSync } from "node:zlib";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { startBuildkit, type Buildkit } from "../support/buildkit.ts";
@@ -60,7 +62,7 @@ describe("GpuImage under the real engine", () => {
     stack: string,
     tag: string,
     password: string,
-    options: { context?: string; buildOnPreview?: boolean } = {},
+    options: { context?: string; buildOnPreview?: boolean; buildSecret?: string } = {},
   ): Promise<EngineStack> {
     const env = await engineStack({
       program: "test/engine/programs/gpu-image",
@@ -75,7 +77,7 @@ describe("GpuImage under the real engine", () => {
         username: USERNAME,
         builder: buildkit.builder,
       },
-      secrets: { password },
+      secrets: { password, ...(options.buildSecret !== undefined ? { buildSecret: options.buildSecret } : {}) },
       env: { BUILDX_CONFIG: buildkit.buildxConfig },
     });
     stacks.push(env);
@@ -201,6 +203,55 @@ describe("GpuImage under the real engine", () => {
     assert.match(text, /python3 -c 'import tilemerge_missing'\\?" did not complete successfully: exit code: 1/, text);
     // Nothing was pushed: a preview never pushes.
     await assert.rejects(registryDigest(registry, `${registry.server}/inference:broken`));
+  });
+
+  it("a build secret reaches its RUN step and no layer, history or state", async () => {
+    const secret = "build-secret-3e9b1f07c2";
+    const secretContext = join(scratchDir("secret"), "inference");
+    mkdirSync(secretContext, { recursive: true });
+    // The step records the secret's hash (proof it was mounted), never the secret.
+    writeFileSync(
+      join(secretContext, "Dockerfile"),
+      [
+        "ARG RUNTIME_BASE",
+        "FROM ${RUNTIME_BASE} AS runtime",
+        "RUN --mount=type=secret,id=token,required=true sha256sum /run/secrets/token | cut -c1-64 > /token.sha256",
+        "",
+      ].join("\n"),
+    );
+    const env = await imageStack("secret", "secret", PASSWORD, { context: secretContext, buildSecret: secret });
+    const result = await env.stack.up({ color: "never" });
+    const ref = `${registry.server}/inference@${result.outputs["digest"]?.value as string}`;
+
+    const blobs = join(scratchDir("secret-blobs"), "image");
+    await run("skopeo", [
+      "copy",
+      "--quiet",
+      "--src-tls-verify=false",
+      "--src-creds",
+      `${USERNAME}:${PASSWORD}`,
+      `docker://${ref}`,
+      `dir:${blobs}`,
+    ]);
+    const contents = readdirSync(blobs).map((f) => {
+      const raw = readFileSync(join(blobs, f));
+      return raw[0] === 0x1f && raw[1] === 0x8b ? gunzipSync(raw) : raw;
+    });
+    const hash = createHash("sha256").update(secret).digest("hex");
+    assert.ok(
+      contents.some((c) => c.includes(hash)),
+      "a layer holds the secret's hash: the step saw the secret",
+    );
+    assert.ok(!contents.some((c) => c.includes(secret)), "no layer, config or manifest holds the secret");
+    // The backend's files as written (the Automation API's export would decrypt them).
+    const state = readdirSync(env.stateDir, { recursive: true, withFileTypes: true })
+      .filter((e) => e.isFile())
+      .map((e) => readFileSync(join(e.parentPath, e.name), "utf8"));
+    assert.ok(
+      state.some((text) => text.includes(ref)),
+      "the checkpoint with this build is among the files",
+    );
+    assert.ok(!state.some((text) => text.includes(secret)), "the state holds the secret only encrypted");
   });
 
   it("a wrong registry password fails with an error that does not show the password", async () => {

@@ -126,6 +126,7 @@ describe("GpuImage", () => {
       registry: { address: "registry.example.com", username: "ci", password: "s3cret" },
       cacheRef: false,
       buildOnPreview: true,
+      secrets: { pip_token: "tok-123" },
     });
     assert.deepEqual(rec.ofType("docker-build:index:Image")[0]?.inputs, {
       builder: { name: "jetson-fleet" },
@@ -141,6 +142,8 @@ describe("GpuImage", () => {
       network: "default",
       // The password makes the whole list a secret (the engine's secret signature).
       registries: { [SECRET_SIG]: SECRET_VALUE, value: [{ address: "registry.example.com", username: "ci", password: "s3cret" }] },
+      // Build secrets go to the provider as a secret, never as build arguments.
+      secrets: { [SECRET_SIG]: SECRET_VALUE, value: { pip_token: "tok-123" } },
     });
   });
 

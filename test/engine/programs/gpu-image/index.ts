@@ -14,6 +14,7 @@ const image = new GpuImage("inference", {
   registry: { address: config.require("registry"), username: config.require("username"), password: config.requireSecret("password") },
   builderName: config.require("builder"),
   buildOnPreview: config.getBoolean("buildOnPreview") ?? false,
+  ...(config.getSecret("buildSecret") ? { secrets: { token: config.requireSecret("buildSecret") } } : {}),
 });
 
 export const ref = image.ref;
