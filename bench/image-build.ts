@@ -54,10 +54,12 @@ async function pushBases(registry: AuthRegistry, platform: Platform): Promise<Re
 
 /** One `up` of a stack: seconds, the digest it outputs, and the blobs it uploaded. */
 async function up(stack: EngineStack, registry: AuthRegistry): Promise<{ seconds: number; digest: string; blobs: number; bytes: number }> {
+  await registry.quiet();
   const before = registry.uploadedBlobs().length;
   const start = performance.now();
   const result = await stack.stack.up({ color: "never" });
   const seconds = (performance.now() - start) / 1000;
+  await registry.quiet();
   const uploaded = registry.uploadedBlobs().slice(before);
   return {
     seconds,

@@ -85,8 +85,13 @@ export async function startSshd(authorizedKey: string): Promise<Sshd> {
 export interface Registry {
   /** host:port, as `registry.server` takes it. */
   readonly server: string;
-  /** Digests of the blobs clients have uploaded so far, in order, read from the registry's access log. */
+  /**
+   * Digests of the blobs clients have uploaded so far, in order, read from the registry's access
+   * log. The registry logs a request after answering it: call `quiet()` first.
+   */
   uploadedBlobs(): string[];
+  /** Resolves once the registry's log has stopped growing (1 s without a new line, at most 15 s). */
+  quiet(): Promise<void>;
   /** The size in bytes of a stored blob. */
   blobSize(digest: string): number;
   stop(): Promise<void>;
@@ -133,6 +138,17 @@ async function serveRegistry(auth?: { username: string; password: string }): Pro
           /"PUT \/v2\/\S+\/blobs\/uploads\/\S*[?&]digest=sha256%3A([a-f0-9]{64})\S* HTTP\/[\d.]+" 201 /g,
         ),
       ].map((m) => `sha256:${m[1]}`),
+    quiet: async () => {
+      const size = () => statSync(join(dir, "registry.log")).size;
+      const deadline = Date.now() + 15_000;
+      let last = size();
+      let stableSince = Date.now();
+      while (Date.now() - stableSince < 1000 && Date.now() < deadline) {
+        await new Promise((r) => setTimeout(r, 100));
+        const now = size();
+        if (now !== last) [last, stableSince] = [now, Date.now()];
+      }
+    },
     blobSize: (digest) => {
       const hex = digest.replace(/^sha256:/, "");
       return statSync(join(dir, "data", "docker", "registry", "v2", "blobs", "sha256", hex.slice(0, 2), hex, "data")).size;
