@@ -40,8 +40,9 @@ export const hostFacts = pulumi.all(Object.fromEntries(Object.entries(hosts).map
 export const hostVerification = pulumi.all(Object.fromEntries(Object.entries(hosts).map(([name, h]) => [name, h.verification])));
 /** Each host's Docker endpoint, by host name. */
 export const dockerHosts = pulumi.all(Object.fromEntries(Object.entries(hosts).map(([name, h]) => [name, h.dockerHost])));
+const built = Object.fromEntries(Object.entries(images).map(([name, image]) => [name, image.ref]));
 /** Each built image as pushed, `repository@sha256:…`, by image name. */
-export const imageRefs = pulumi.all(Object.fromEntries(Object.entries(images).map(([name, image]) => [name, image.ref])));
+export const imageRefs = pulumi.all(built);
 
 // Services go to every host, pinned by digest: built images by their GpuImage's, external ones by
 // the digest their tag resolves to now (only when there is a host to deploy to).
@@ -52,7 +53,6 @@ const credentials =
   registry?.username !== undefined && registry.password !== undefined
     ? { [registry.server]: { username: registry.username, password: registry.password } }
     : {};
-const built = Object.fromEntries(Object.entries(images).map(([name, image]) => [name, image.ref]));
 // Kubernetes manifests take digests only: KubernetesFleet refuses a tag there before anything is sent.
 const serviceImageRefs = deployed && !kubernetes ? pinServiceImages(config.services, built, registryResolver(credentials)) : {};
 const secretEnvironment = secretEnvironmentOf(
