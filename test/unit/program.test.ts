@@ -22,6 +22,29 @@ interface ProgramExports {
 const DIGEST = `sha256:${"d".repeat(64)}`;
 const MEDIAMTX = `bluenviron/mediamtx@sha256:${"e".repeat(64)}`;
 
+/**
+ * Mocks the valid fleet (with `overrides`) and a builder: MediaMTX pinned by digest, since the
+ * unit tier asks no registry to resolve a tag; hosts report facts, builds report DIGEST.
+ */
+function mockFleet(overrides: Record<string, unknown>): ResourceRecorder {
+  const config = {
+    ...validConfig(),
+    services: validConfig().services?.map((s) => (s.name === "mediamtx" ? { ...s, image: MEDIAMTX } : s)),
+    ...overrides,
+  };
+  process.env["BUILDX_BUILDER"] = "jetson-fleet-unit";
+  return useMockStack(
+    { stack: "unit", config, secretPaths: VALID_SECRET_PATHS },
+    new ResourceRecorder((args) =>
+      args.name.endsWith("-facts")
+        ? { stdout: '{"l4tRelease":"36.4.3"}' }
+        : args.type === "docker-build:index:Image"
+          ? { digest: DIGEST }
+          : { stdout: "ok" },
+    ),
+  );
+}
+
 describe("index.ts", () => {
   beforeEach(() => {
     delete process.env["BUILDX_BUILDER"];
@@ -29,22 +52,7 @@ describe("index.ts", () => {
   });
 
   it("exports the fleet described by a valid stack", async () => {
-    // Pinned by digest: the unit tier asks no registry to resolve a tag.
-    const config = {
-      ...validConfig(),
-      services: validConfig().services?.map((s) => (s.name === "mediamtx" ? { ...s, image: MEDIAMTX } : s)),
-    };
-    process.env["BUILDX_BUILDER"] = "jetson-fleet-unit";
-    const recorder = useMockStack(
-      { stack: "unit", config, secretPaths: VALID_SECRET_PATHS },
-      new ResourceRecorder((args) =>
-        args.name.endsWith("-facts")
-          ? { stdout: '{"l4tRelease":"36.4.3"}' }
-          : args.type === "docker-build:index:Image"
-            ? { digest: DIGEST }
-            : { stdout: "ok" },
-      ),
-    );
+    const recorder = mockFleet({});
     process.env["JETSON_FLEET_BUILD_ON_PREVIEW"] = "true";
     const program = await importFresh<ProgramExports>(PROGRAM);
     assert.deepEqual(await unwrap(program.dockerHosts), {
@@ -96,22 +104,9 @@ describe("index.ts", () => {
     ["kubernetes", 0, 2],
   ] as const) {
     it(`deploys with deploy.target ${target}`, async () => {
-      const config = {
-        ...validConfig(),
-        services: validConfig().services?.map((s) => (s.name === "mediamtx" ? { ...s, image: MEDIAMTX } : s)),
+      const recorder = mockFleet({
         deploy: { target, ...(target === "kubernetes" ? { kubernetes: { renderYamlToDirectory: "rendered" } } : {}) },
-      };
-      process.env["BUILDX_BUILDER"] = "jetson-fleet-unit";
-      const recorder = useMockStack(
-        { stack: "unit", config, secretPaths: VALID_SECRET_PATHS },
-        new ResourceRecorder((args) =>
-          args.name.endsWith("-facts")
-            ? { stdout: '{"l4tRelease":"36.4.3"}' }
-            : args.type === "docker-build:index:Image"
-              ? { digest: DIGEST }
-              : { stdout: "ok" },
-        ),
-      );
+      });
       const program = await importFresh<ProgramExports>(PROGRAM);
       await unwrap(pulumi.all([program.serviceResults, program.serviceImages, program.hostVerification]));
       await settle();
