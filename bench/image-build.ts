@@ -13,7 +13,15 @@ import { appendFileSync, cpSync } from "node:fs";
 import { join } from "node:path";
 import { startBuildkit, type Buildkit } from "../test/support/buildkit.ts";
 import { REPO, engineStack, type EngineStack } from "../test/support/engine.ts";
-import { buildBaseImages, dockerBuild, inspectImage, removeImages, startContainer, waitUntil } from "../test/support/images.ts";
+import {
+  buildBaseImages,
+  dockerBuild,
+  pushBaseImages,
+  inspectImage,
+  removeImages,
+  startContainer,
+  waitUntil,
+} from "../test/support/images.ts";
 import { docker, freePort, run, scratchDir, startAuthRegistry, type AuthRegistry } from "../test/support/services.ts";
 
 type Platform = "linux/amd64" | "linux/arm64";
@@ -27,30 +35,6 @@ if (!process.env["JETSON_FLEET_PULUMI_BIN"]) {
 
 const line = (label: string, value: string): void => console.log(`${label.padEnd(46)} ${value}`);
 const mb = (bytes: number): string => `${(bytes / 1e6).toFixed(1)} MB`;
-
-/** Pushes a platform's stand-in bases into the registry; returns the build arguments naming them. */
-async function pushBases(registry: AuthRegistry, platform: Platform): Promise<Record<string, string>> {
-  const bases = await buildBaseImages(platform);
-  const arch = platform.split("/")[1] ?? "";
-  const args: Record<string, string> = {};
-  for (const [arg, image, stage] of [
-    ["BUILDER_BASE", bases.devel, "devel"],
-    ["RUNTIME_BASE", bases.runtime, "runtime"],
-  ] as const) {
-    const ref = `${registry.server}/l4t-sim:${stage}-${arch}`;
-    await run("skopeo", [
-      "copy",
-      "--quiet",
-      "--dest-tls-verify=false",
-      "--dest-creds",
-      `${USERNAME}:${PASSWORD}`,
-      `docker-daemon:${image}`,
-      `docker://${ref}`,
-    ]);
-    args[arg] = ref;
-  }
-  return args;
-}
 
 /** One `up` of a stack: seconds, the digest it outputs, and the blobs it uploaded. */
 async function up(stack: EngineStack, registry: AuthRegistry): Promise<{ seconds: number; digest: string; blobs: number; bytes: number }> {
@@ -105,7 +89,7 @@ async function imageStack(
 
 try {
   // --- amd64: cold, no-op, app-only change -------------------------------------------------------
-  const amd64Args = await pushBases(registry, "linux/amd64");
+  const amd64Args = await pushBaseImages(registry, "linux/amd64");
   const amd64 = await imageStack("amd64", "linux/amd64", amd64Args);
   const cold = await up(amd64.stack, registry);
   line("cold build + push (linux/amd64)", `${cold.seconds.toFixed(1)} s, ${cold.blobs} blobs, ${mb(cold.bytes)} uploaded`);
@@ -136,7 +120,7 @@ try {
   await removeImages("jetson-fleet/bench-inference:builder", "jetson-fleet/bench-inference:runtime");
 
   // --- arm64 under qemu --------------------------------------------------------------------------
-  const armArgs = await pushBases(registry, "linux/arm64");
+  const armArgs = await pushBaseImages(registry, "linux/arm64");
   const arm64 = await imageStack("arm64", "linux/arm64", armArgs);
   const armCold = await up(arm64.stack, registry);
   line("cold build + push (linux/arm64, qemu)", `${armCold.seconds.toFixed(1)} s, ${armCold.blobs} blobs, ${mb(armCold.bytes)} uploaded`);

@@ -10,7 +10,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { startBuildkit, type Buildkit } from "../support/buildkit.ts";
 import { REPO, engineStack, type EngineStack } from "../support/engine.ts";
-import { buildBaseImages } from "../support/images.ts";
+import { pushBaseImages, type BaseImageArgs } from "../support/images.ts";
 import { run, scratchDir, startAuthRegistry, type AuthRegistry } from "../support/services.ts";
 
 const USERNAME = "fleet-ci";
@@ -54,6 +54,8 @@ async function imageLayers(reg: AuthRegistry, ref: string): Promise<string[]> {
 describe("GpuImage under the real engine", () => {
   let registry: AuthRegistry;
   let buildkit: Buildkit;
+  /** The stand-in bases, in the registry. */
+  let bases: BaseImageArgs;
   /** A copy of images/inference the tests change. */
   let context: string;
   const stacks: EngineStack[] = [];
@@ -70,7 +72,7 @@ describe("GpuImage under the real engine", () => {
       config: {
         context: options.context ?? context,
         buildOnPreview: options.buildOnPreview ?? false,
-        buildArgs: { BUILDER_BASE: `${registry.server}/l4t-sim:devel`, RUNTIME_BASE: `${registry.server}/l4t-sim:runtime` },
+        buildArgs: bases,
         repository: `${registry.server}/inference`,
         tag,
         registry: registry.server,
@@ -88,22 +90,7 @@ describe("GpuImage under the real engine", () => {
     context = join(scratchDir("context"), "inference");
     cpSync(join(REPO, "images", "inference"), context, { recursive: true });
     registry = await startAuthRegistry(USERNAME, PASSWORD);
-    // buildkitd cannot see dockerd's images: the stand-in bases go into the registry first.
-    const bases = await buildBaseImages();
-    for (const [image, name] of [
-      [bases.devel, "l4t-sim:devel"],
-      [bases.runtime, "l4t-sim:runtime"],
-    ] as const) {
-      await run("skopeo", [
-        "copy",
-        "--quiet",
-        "--dest-tls-verify=false",
-        "--dest-creds",
-        `${USERNAME}:${PASSWORD}`,
-        `docker-daemon:${image}`,
-        `docker://${registry.server}/${name}`,
-      ]);
-    }
+    bases = await pushBaseImages(registry);
     buildkit = await startBuildkit([registry.server]);
   });
 

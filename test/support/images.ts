@@ -1,7 +1,7 @@
 // Image builds for the integration tier: the local L4T base stand-ins (images/base/build.sh), BuildKit
 // builds with Debian's Docker client, and containers started from the built images.
 import { join } from "node:path";
-import { DOCKER, docker, run } from "./services.ts";
+import { DOCKER, docker, run, type AuthRegistry, type Registry } from "./services.ts";
 
 export const IMAGES_DIR = join(import.meta.dirname, "..", "..", "images");
 
@@ -25,6 +25,26 @@ export async function buildBaseImages(platform?: "linux/amd64" | "linux/arm64"):
   const runtime = vars.L4T_SIM_RUNTIME;
   if (!devel || !runtime) throw new Error(`images/base/build.sh printed no L4T_SIM_DEVEL/L4T_SIM_RUNTIME:\n${stdout}`);
   return { devel, runtime, seconds: (performance.now() - start) / 1000 };
+}
+
+/** The inference Dockerfile's base-image build arguments. */
+export type BaseImageArgs = Readonly<Record<"BUILDER_BASE" | "RUNTIME_BASE", string>>;
+
+/**
+ * Builds a platform's stand-in bases (by default the machine's) and copies them into `registry` as
+ * `l4t-sim:devel-<arch>` and `l4t-sim:runtime-<arch>`: buildkitd sees no dockerd images, only
+ * registries. Returns the build arguments naming them.
+ */
+export async function pushBaseImages(registry: Registry | AuthRegistry, platform?: "linux/amd64" | "linux/arm64"): Promise<BaseImageArgs> {
+  const bases = await buildBaseImages(platform);
+  const arch = (platform ?? `linux/${process.arch === "arm64" ? "arm64" : "amd64"}`).split("/")[1] ?? "";
+  const creds = "username" in registry ? ["--dest-creds", `${registry.username}:${registry.password}`] : [];
+  const push = async (image: string, stage: string): Promise<string> => {
+    const ref = `${registry.server}/l4t-sim:${stage}-${arch}`;
+    await run("skopeo", ["copy", "--quiet", "--dest-tls-verify=false", ...creds, `docker-daemon:${image}`, `docker://${ref}`]);
+    return ref;
+  };
+  return { BUILDER_BASE: await push(bases.devel, "devel"), RUNTIME_BASE: await push(bases.runtime, "runtime") };
 }
 
 export interface BuildOptions {
