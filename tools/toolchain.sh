@@ -6,13 +6,19 @@
 # a hash of their inputs, so a second run builds nothing.
 #
 #   tools/toolchain.sh                  plugins from node_modules/*/package.json ("pulumi" field)
-#   tools/toolchain.sh NAME@VERSION...  these plugins instead (e.g. docker-build@0.0.22)
+#   tools/toolchain.sh NAME[@VERSION]...  these plugins instead (e.g. docker-build@0.0.22, or
+#                                         command: the version its npm package declares)
 #
 # Progress goes to stderr; the last line of stdout is the bin directory holding `pulumi` and its
 # language host:  BIN=$(tools/toolchain.sh | tail -n 1)
 #
+# Every plugin asked for is provided or the run fails: a program whose provider is missing would
+# only fail later, inside `pulumi up`.
+#
 # Environment:
 #   JETSON_FLEET_CACHE          cache root (default ~/.cache/jetson-fleet)
+#   JETSON_FLEET_VENDOR         upstream source archives of plugins no Go module serves, with their
+#                               SHA256SUMS (default: shared/vendor beside the project directory)
 #   PULUMI_HOME                 where plugins are installed (default $JETSON_FLEET_CACHE/pulumi-home)
 #   JETSON_FLEET_BUILD_PULUMI   1: build the pinned CLI even if a usable `pulumi` is on PATH
 set -euo pipefail
@@ -29,6 +35,23 @@ export PULUMI_SKIP_UPDATE_CHECK=true
 declare -A RECIPES=(
   [docker-build]="docker-build|github.com/pulumi/pulumi-docker-build|github.com/pulumi/pulumi-docker-build/provider/cmd/pulumi-resource-docker-build|github.com/pulumi/pulumi-docker-build/provider.Version"
   [kubernetes]="kubernetes|github.com/pulumi/pulumi-kubernetes/provider/v4|./cmd/pulumi-resource-kubernetes|github.com/pulumi/pulumi-kubernetes/provider/v4/pkg/version.Version"
+)
+
+# Plugins built from an upstream source archive in $JETSON_FLEET_VENDOR (their modules are not
+# served): NAME -> "plugin version|archive|directory of go.mod in it|main package|version variable|
+# extra build steps". Steps: `generate` runs the main package's go:generate first (writes its
+# embedded schema); `static` builds with CGO off, no compose support and stripped symbols, as the
+# upstream Makefile does. Never `go mod download` there: the proxy refuses modules the build never
+# needs (shared/vendor/README.md).
+declare -A VENDORED=(
+  [command]="1.2.1|pulumi-command-1.2.1.tar.gz|pulumi-command-1.2.1/provider|./cmd/pulumi-resource-command|github.com/pulumi/pulumi-command/provider/pkg/version.Version|"
+  [docker]="5.1.0|pulumi-docker-5.1.0.tar.gz|pulumi-docker-5.1.0/provider|./cmd/pulumi-resource-docker|github.com/pulumi/pulumi-docker/provider/v5/pkg/version.Version|generate static"
+)
+# npm packages whose own plugin version has no source here, -> the plugin version the program
+# asks for instead (with the `version` resource option on each provider it creates; README).
+# `@pulumi/docker` 5.1.0 is not on npm and 5.2.0's plugin sources are not to be had.
+declare -A PLUGIN_FOR=(
+  [docker@5.2.0]=5.1.0
 )
 
 # Pins that are pseudo-versions of a release commit (the module is not tagged at its own path):
@@ -141,33 +164,93 @@ if [[ -z $bin ]]; then
   bin=$(cached_build "$cache/toolchain/$cli_version-$(inputs_hash "$tools/pulumi")" build_cli)/bin
 fi
 
+# install_plugin NAME VERSION BINARY: installs BINARY as the plugin unless that very file is installed.
+install_plugin() {
+  local installed=$PULUMI_HOME/plugins/resource-$1-v$2/pulumi-resource-$1
+  if ! cmp -s "$3" "$installed"; then
+    log "installing plugin $1 $2 into $PULUMI_HOME"
+    "$bin/pulumi" plugin install resource "$1" "$2" --file "$3" --reinstall >&2
+  fi
+}
+
+# build_vendored OUT: the build of cached_build for vendored_plugin (uses its locals).
+build_vendored() {
+  local src=$1/src out=$1/pulumi-resource-$name flags=() ldflags="-X $versionvar=$version"
+  mkdir -p "$src"
+  tar -xzf "$vendor/$archive" -C "$src"
+  log "building plugin $name $version from $archive (cold builds take minutes: ~1.5 for command, ~6 for docker)"
+  if [[ " $steps " == *" generate "* ]]; then
+    (cd "$src/$moddir" && VERSION=$version go generate "$mainpkg/main.go") >"$1/generate.log" 2>&1 ||
+      { tail -n 30 "$1/generate.log" >&2; die "go generate for plugin $name failed"; }
+  fi
+  if [[ " $steps " == *" static "* ]]; then
+    export CGO_ENABLED=0
+    flags+=(-tags no_compose)
+    ldflags+=" -s -w"
+  fi
+  gobuild "$src/$moddir" "$out" "$mainpkg" "$ldflags" "${flags[@]}"
+  rm -rf "$src" "$1/generate.log"
+}
+
+# vendored_plugin NAME VERSION: builds a VENDORED plugin from its checksummed archive (cached
+# under the checksum). Prints the binary's path.
+vendored_plugin() {
+  local name=$1 version=$2 vendor want archive moddir mainpkg versionvar steps sum
+  IFS='|' read -r want archive moddir mainpkg versionvar steps <<<"${VENDORED[$name]}"
+  [[ $want == "$version" ]] || die "plugin $name $version is wanted but the vendored source is $want ($archive): make them match"
+  vendor=${JETSON_FLEET_VENDOR:-$project/../shared/vendor}
+  [[ -f $vendor/$archive && -f $vendor/SHA256SUMS ]] ||
+    die "plugin $name $version is built from $archive, which is not in $vendor (set JETSON_FLEET_VENDOR to the folder holding it and its SHA256SUMS)"
+  sum=$(awk -v f="$archive" '$2 == f || $2 == "*" f { print $1 }' "$vendor/SHA256SUMS")
+  [[ -n $sum ]] || die "$vendor/SHA256SUMS has no line for $archive"
+  (cd "$vendor" && printf '%s  %s\n' "$sum" "$archive" | sha256sum -c --quiet -) >&2 || die "$vendor/$archive does not match its SHA256SUMS line"
+  printf '%s/pulumi-resource-%s\n' \
+    "$(cached_build "$cache/toolchain/plugins/$name-$version-$( { go env GOVERSION; sha256sum "${BASH_SOURCE[0]}"; echo "$sum"; } | sha256sum | cut -c1-16)" build_vendored)" "$name"
+}
+
 # The plugins to provide: arguments, or the project's installed npm packages.
-plugins=("$@")
-if ((${#plugins[@]} == 0)) && [[ -d $project/node_modules ]]; then
+# The plugins the project's installed npm packages declare, NAME@VERSION a line.
+declared_plugins() {
+  [[ -d $project/node_modules ]] || die "$project/node_modules is missing: run tools/npm-install.sh (or pass NAME@VERSION arguments)"
   command -v node >/dev/null || die "node is needed to read node_modules (or pass NAME@VERSION arguments)"
-  mapfile -t plugins < <(
-    cd "$project" && node -e '
-      const fs = require("fs"), path = require("path");
-      const dirs = fs.readdirSync("node_modules").flatMap((d) =>
-        d.startsWith("@") ? fs.readdirSync(path.join("node_modules", d)).map((s) => path.join(d, s)) : [d]);
-      for (const d of dirs) {
-        let p;
-        try { p = JSON.parse(fs.readFileSync(path.join("node_modules", d, "package.json"), "utf8")); } catch { continue; }
-        if (!p.pulumi || !p.pulumi.resource) continue;
-        const name = p.pulumi.name || (p.name.startsWith("@pulumi/") ? p.name.slice(8) : "");
-        if (name) console.log(name + "@" + (p.pulumi.version || p.version).replace(/^v/, ""));
-      }'
-  )
+  cd "$project" && node -e '
+    const fs = require("fs"), path = require("path");
+    const dirs = fs.readdirSync("node_modules").flatMap((d) =>
+      d.startsWith("@") ? fs.readdirSync(path.join("node_modules", d)).map((s) => path.join(d, s)) : [d]);
+    for (const d of dirs) {
+      let p;
+      try { p = JSON.parse(fs.readFileSync(path.join("node_modules", d, "package.json"), "utf8")); } catch { continue; }
+      if (!p.pulumi || !p.pulumi.resource) continue;
+      const name = p.pulumi.name || (p.name.startsWith("@pulumi/") ? p.name.slice(8) : "");
+      if (name) console.log(name + "@" + (p.pulumi.version || p.version).replace(/^v/, ""));
+    }'
+}
+
+# The plugins to provide: arguments (a bare NAME takes the version npm declares), or all declared.
+plugins=()
+if (($#)); then
+  for spec in "$@"; do
+    if [[ $spec != *@* ]]; then
+      spec=$(declared_plugins | grep -m1 "^$spec@") || die "no installed npm package declares plugin $spec"
+    fi
+    plugins+=("$spec")
+  done
+else
+  mapfile -t plugins < <(declared_plugins)
 fi
 
 for spec in "${plugins[@]}"; do
   name=${spec%@*}
   version=${spec##*@}
   [[ -n $name && -n $version && $spec == *@* ]] || die "expected NAME@VERSION, got '$spec'"
-  if [[ -z ${RECIPES[$name]:-} ]]; then
-    log "skipping plugin $name $version: no Go module under tools/ builds it (add one and a RECIPES entry)"
+  version=${PLUGIN_FOR[$name@$version]:-$version}
+  if [[ -n ${VENDORED[$name]:-} ]]; then
+    plugin_bin=$(vendored_plugin "$name" "$version")
+    install_plugin "$name" "$version" "$plugin_bin"
     continue
   fi
+  [[ -n ${RECIPES[$name]:-} ]] ||
+    die "no recipe builds plugin $name $version: add a Go module under tools/ and a RECIPES entry, or its source archive and a VENDORED entry"
   IFS='|' read -r moddir gomod mainpkg versionvar <<<"${RECIPES[$name]}"
   want=$(pinned "$moddir" "$gomod")
   release=${RELEASES[$gomod@$want]:-${want#v}}
@@ -195,11 +278,7 @@ for spec in "${plugins[@]}"; do
   }
   plugin_bin=$(cached_build "$cache/toolchain/plugins/$name-$version-$(inputs_hash "$tools/$moddir")" build_plugin)/pulumi-resource-$name
 
-  installed=$PULUMI_HOME/plugins/resource-$name-v$version/pulumi-resource-$name
-  if ! cmp -s "$plugin_bin" "$installed"; then
-    log "installing plugin $name $version into $PULUMI_HOME"
-    "$bin/pulumi" plugin install resource "$name" "$version" --file "$plugin_bin" --reinstall >&2
-  fi
+  install_plugin "$name" "$version" "$plugin_bin"
 done
 
 printf '%s\n' "$bin"
