@@ -46,10 +46,24 @@ push_bases() {
   skopeo copy --quiet --dest-tls-verify=false "docker-daemon:$runtime" "docker://$REGISTRY/l4t-sim:runtime" >&2
 }
 
+# The stand-ins for the external images of the dev stack's services (images/stand-ins/): each goes
+# in as stand-in/<name>:<version stood in for>, the tag Pulumi.dev.yaml names and the program
+# resolves to a digest.
+push_stand_ins() {
+  local vars line image name version
+  vars=$(images/stand-ins/build.sh)
+  while IFS= read -r line; do
+    [[ $line =~ ^STAND_IN_[A-Z]+=jetson-fleet/stand-in-([a-z0-9-]+):(.+)-[0-9a-f]{12}$ ]] || continue
+    image=${line#*=} name=${BASH_REMATCH[1]} version=${BASH_REMATCH[2]}
+    skopeo copy --quiet --dest-tls-verify=false "docker-daemon:$image" "docker://$REGISTRY/stand-in/$name:$version" >&2
+  done <<<"$vars"
+}
+
 case ${1:-} in
   start)
     start_registry
     push_bases
+    push_stand_ins
     mkdir -p "$dir/bk"
     export BUILDX_CONFIG=$dir/buildx
     builder=$(tools/buildkit.sh start "$dir/bk" "$REGISTRY" | tail -n 1)
