@@ -61,16 +61,22 @@ failed_output=""
 # whose container is missing (compose up stopped at an unhealthy dependency) fails only after the
 # others were checked, so the message names the unhealthy one.
 wait_healthy() {
-  local file=$1 deadline svc cid state status health started pending missing=()
+  local file=$1 deadline svc cid state status health started pending pending_state present=() missing=()
   local -A cids=()
   deadline=$((SECONDS + timeout))
   for svc in $(run_compose "$file" config --services); do
     cid=$(run_compose "$file" ps -q "$svc" 2>/dev/null | head -n 1)
-    if [[ -n $cid ]]; then cids[$svc]=$cid; else missing+=("$svc"); fi
+    if [[ -n $cid ]]; then
+      cids[$svc]=$cid
+      present+=("$svc")
+    else
+      missing+=("$svc")
+    fi
   done
   while :; do
-    pending=0
-    for svc in "${!cids[@]}"; do
+    # The first service (in the file's order) still starting: the one a timeout names.
+    pending=""
+    for svc in "${present[@]}"; do
       cid=${cids[$svc]}
       state=$(docker inspect -f '{{.State.Status}}|{{if .State.Health}}{{.State.Health.Status}}{{end}}|{{.State.StartedAt}}' "$cid")
       IFS='|' read -r status health started <<<"$state"
@@ -82,22 +88,23 @@ wait_healthy() {
         [[ -n $failed_output ]] || failed_output="container $status; last log lines: $(docker logs --tail 5 "$cid" 2>&1 | tr '\n' ' ')"
         return 1
       fi
+      [[ -z $pending ]] || continue
       if [[ $status != running || $health == starting ]]; then
-        pending=1
+        pending=$svc pending_state=$state
       elif [[ -z $health ]] && (($(date +%s) - $(date -d "$started" +%s) < 2)); then
         # No health check: it must stay up for a moment, not just have started.
-        pending=1
+        pending=$svc pending_state=$state
       fi
     done
-    if ((${#missing[@]})) && ((pending == 0 || SECONDS >= deadline)); then
+    if ((${#missing[@]})) && { [[ -z $pending ]] || ((SECONDS >= deadline)); }; then
       failed_service=${missing[0]}
       failed_output="no container was created: $(tail -n 3 "$dir/up.err" | tr '\n' ' ')"
       return 1
     fi
-    ((pending)) || return 0
+    [[ -n $pending ]] || return 0
     if ((SECONDS >= deadline)); then
-      failed_service=$svc
-      failed_output="not healthy after ${timeout}s (state: $state)"
+      failed_service=$pending
+      failed_output="not healthy after ${timeout}s (state: $pending_state)"
       return 1
     fi
     sleep 0.5
