@@ -6,7 +6,7 @@
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import type { HostSpec, RuntimeSpec } from "../config/index.ts";
-import { contentHash, hostCommand, renderHostScript, type Elevation, type HostScript } from "./scripts.ts";
+import { contentHash, hostCommand, hostStdin, renderHostScript, type Elevation, type HostScript } from "./scripts.ts";
 
 /** What the host was before this stack changed anything (from the facts step). */
 export interface HostFacts {
@@ -129,7 +129,7 @@ export class JetsonHost extends pulumi.ComponentResource {
           connection,
           create,
           triggers: [contentHash(create)],
-          ...(host.sudoPassword ? { stdin: pulumi.secret(`${host.sudoPassword}\n`) } : {}),
+          ...(host.sudoPassword ? { stdin: pulumi.secret(hostStdin(elevation, host.sudoPassword)) } : {}),
           addPreviousOutputInEnv: false,
         },
         { parent: this, ...(previous ? { dependsOn: [previous] } : {}) },

@@ -4,7 +4,7 @@
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import type { ServiceSpec } from "../config/index.ts";
-import { contentHash, hostCommand } from "../host/index.ts";
+import { contentHash, hostCommand, hostStdin } from "../host/index.ts";
 import { COMPOSE_PROJECT, renderComposeFile } from "./compose.ts";
 import type { ServiceHost } from "./hosts.ts";
 import { renderServiceScript } from "./scripts.ts";
@@ -88,9 +88,7 @@ export class ComposeProject extends pulumi.ComponentResource {
       },
       host.elevation,
     );
-    const password = host.elevation === "sudo-password" && host.sudoPassword ? pulumi.output(host.sudoPassword) : pulumi.output("");
-    // sudo -S reads the first line; the script reads the rest: the compose file.
-    const stdin = pulumi.all([password, this.composeFile]).apply(([pw, f]) => (pw ? `${pw}\n${f}` : f));
+    const stdin = pulumi.all([host.sudoPassword, this.composeFile]).apply(([password, file]) => hostStdin(host.elevation, password, file));
     this.apply = new command.remote.Command(
       `${name}-apply`,
       {

@@ -5,7 +5,15 @@
 // (images/web-probe) is pushed there in three releases: v1, v2 and a broken v3 whose health check fails.
 import { spawn, type ChildProcess } from "node:child_process";
 import { join } from "node:path";
-import { HOST_SCRIPTS, RuntimeSpec, hostCommand, renderHostScript, renderServiceScript, type HostScript } from "../../components/index.ts";
+import {
+  HOST_SCRIPTS,
+  RuntimeSpec,
+  hostCommand,
+  hostStdin,
+  renderHostScript,
+  renderServiceScript,
+  type HostScript,
+} from "../../components/index.ts";
 import { IMAGES_DIR, removeImages } from "./images.ts";
 import { ssh, startSims, type SimFleet, type SimHost, type SshResult } from "./jetson-sim.ts";
 import { docker, run, scratchDir, startRegistry, type Registry } from "./services.ts";
@@ -38,9 +46,13 @@ export interface ServiceHosts {
   readonly fleet: SimFleet;
   readonly hosts: readonly SimHost[];
   readonly releases: ProbeReleases;
-  /** Runs compose-apply.sh on `host` exactly as ComposeProject's apply step does (file on stdin after the sudo password). */
-  apply(host: SimHost, composeFile: string, env?: Record<string, string>): Promise<SshResult>;
-  /** A root shell command on the host; rejects on a non-zero exit. */
+  /**
+   * Runs compose-apply.sh on `host` exactly as ComposeProject's apply step does: its command line
+   * for a sudo-password host, stdin `hostStdin` of the password (`password`, default the sims' own)
+   * and the file. PROJECT defaults to "jetson-fleet".
+   */
+  apply(host: SimHost, composeFile: string, env?: Record<string, string>, password?: string): Promise<SshResult>;
+  /** A root shell command on the host (sent on stdin through the same elevation); rejects on a non-zero exit. */
   sh(host: SimHost, command: string): Promise<string>;
   stop(): Promise<void>;
 }
@@ -85,15 +97,21 @@ export async function startServiceHosts(count: number, prefix: string): Promise<
     const releases = await buildReleases(registry, tags);
     fleet = await startSims(count, { prefix });
     const f = fleet;
+    // The same wrapper as every host step, so a host whose sudo does not ask (NOPASSWD) runs the
+    // command, not the password's line.
     const sh = async (host: SimHost, command: string) => {
-      const r = await ssh(f, host, "sudo -S -p '' bash -s", { input: `${f.sudoPassword}\nset -euo pipefail\n${command}\n` });
+      const r = await ssh(f, host, hostCommand("exec bash -s", {}, "sudo-password"), {
+        input: hostStdin("sudo-password", f.sudoPassword, `set -euo pipefail\n${command}\n`),
+      });
       if (r.code !== 0) throw new Error(`${host.name}: ${command}: exit ${r.code}: ${r.stderr}`);
       return r.stdout;
     };
     await Promise.all(
       f.hosts.map(async (host) => {
         for (const id of HOST_SCRIPTS) {
-          const r = await ssh(f, host, hostCommand(renderHostScript(id), STEP_ENV[id], "sudo-password"), { input: `${f.sudoPassword}\n` });
+          const r = await ssh(f, host, hostCommand(renderHostScript(id), STEP_ENV[id], "sudo-password"), {
+            input: hostStdin("sudo-password", f.sudoPassword),
+          });
           if (r.code !== 0) throw new Error(`${host.name} ${id}: ${r.stderr}`);
         }
         await sh(
@@ -133,9 +151,9 @@ export async function startServiceHosts(count: number, prefix: string): Promise<
       fleet: f,
       hosts: f.hosts,
       releases,
-      apply: (host, composeFile, env = {}) =>
+      apply: (host, composeFile, env = {}, password = f.sudoPassword) =>
         ssh(f, host, applyCommand({ PROJECT: "jetson-fleet", HOST_NAME: host.name, HEALTH_TIMEOUT: "60", ...env }), {
-          input: `${f.sudoPassword}\n${composeFile}`,
+          input: hostStdin("sudo-password", password, composeFile),
         }),
       sh,
       stop,

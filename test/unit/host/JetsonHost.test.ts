@@ -49,11 +49,11 @@ async function build(spec: HostSpec = host, production?: boolean) {
   return { rec, h };
 }
 
-/** The env assignments and script of a rendered command line. */
+/** The elevation prefix, env assignments and script of a rendered command line (`... env K=V... bash -c SCRIPT jetson-fleet`). */
 function decode(create: string): { prefix: string[]; env: Record<string, string>; script: string } {
   const words = parseShell(create).map(String);
-  const envAt = words.indexOf("env");
-  const bashAt = words.indexOf("bash");
+  const bashAt = words.length - 4;
+  const envAt = words.lastIndexOf("env", bashAt);
   const env = Object.fromEntries(words.slice(envAt + 1, bashAt).map((w) => [w.slice(0, w.indexOf("=")), w.slice(w.indexOf("=") + 1)]));
   return { prefix: words.slice(0, envAt), env, script: words[bashAt + 2] ?? "" };
 }
@@ -135,7 +135,9 @@ describe("JetsonHost", () => {
     // The sudo password goes through standard input, never the command line.
     const create = await unwrap(step.create);
     assert.doesNotMatch(create ?? "", /hunter2/);
-    assert.deepEqual(decode(create ?? "").prefix, ["sudo", "-S", "-p", ""]);
+    // The wrapper that takes the password's line itself, so nothing else on stdin can meet sudo.
+    assert.equal(create, hostCommand(renderHostScript("verify"), { NVIDIA_DEFAULT_RUNTIME: "true" }, "sudo-password"));
+    assert.deepEqual(decode(create ?? "").prefix.slice(0, 2), ["bash", "-c"]);
     assert.equal(await pulumi.isSecret(step.stdin), true);
     assert.equal(await unwrap(step.stdin), "hunter2\n");
   });

@@ -11,6 +11,7 @@ import {
   SERVICE_TYPE,
   ServiceSpec,
   contentHash,
+  hostCommand,
   pinServiceImages,
   renderComposeFile,
   renderServiceScript,
@@ -225,15 +226,16 @@ describe("ComposeDeployment", () => {
     await unwrap(d.results);
     return { rec, captured, d };
   }
+  /** The env assignments and script of a rendered command line (`... env K=V... bash -c SCRIPT jetson-fleet`). */
   const decode = (create: string) => {
     const words = parseShell(create).map(String);
-    const env = Object.fromEntries(
-      words.slice(words.indexOf("env") + 1, words.indexOf("bash")).map((w) => [w.slice(0, w.indexOf("=")), w.slice(w.indexOf("=") + 1)]),
-    );
-    return { prefix: words.slice(0, words.indexOf("env")), env, script: words[words.indexOf("bash") + 2] };
+    const bashAt = words.length - 4;
+    const envAt = words.lastIndexOf("env", bashAt);
+    const env = Object.fromEntries(words.slice(envAt + 1, bashAt).map((w) => [w.slice(0, w.indexOf("=")), w.slice(w.indexOf("=") + 1)]));
+    return { env, script: words[bashAt + 2] };
   };
 
-  it("applies the rendered compose file on each host with compose-apply.sh, the file on stdin after the sudo password", async () => {
+  it("applies the rendered compose file on each host with compose-apply.sh, the file on stdin after the sudo password's line", async () => {
     const { rec } = await deploy();
     const file = renderComposeFile(SERVICES, IMAGES);
     const commands = rec.ofType("command:remote:Command");
@@ -243,11 +245,11 @@ describe("ComposeDeployment", () => {
     );
     commands.forEach((c, i) => {
       const create = c.inputs["create"] as string;
-      assert.deepEqual(decode(create), {
-        prefix: ["sudo", "-S", "-p", ""],
-        env: { PROJECT: COMPOSE_PROJECT, HOST_NAME: `orin-0${i + 1}`, HEALTH_TIMEOUT: String(60 + 3 * 35 + 30) },
-        script: renderServiceScript("compose-apply"),
-      });
+      const env = { PROJECT: COMPOSE_PROJECT, HOST_NAME: `orin-0${i + 1}`, HEALTH_TIMEOUT: String(60 + 3 * 35 + 30) };
+      assert.deepEqual(decode(create), { env, script: renderServiceScript("compose-apply") });
+      // Exactly the sudo-password command line: a wrapper that takes the password's line itself,
+      // so the file's first line is the file's whether sudo asks or not.
+      assert.equal(create, hostCommand(renderServiceScript("compose-apply"), env, "sudo-password"));
       assert.doesNotMatch(create, /t0ken|hunter2/);
       // The file holds a secret environment value, so it and the stdin carrying it are secrets.
       assert.deepEqual(c.inputs["stdin"], secretOf(`hunter2\n${file}`));
