@@ -5,7 +5,7 @@ import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import type { ServiceSpec } from "../config/index.ts";
 import { contentHash, hostCommand, hostStdin } from "../host/index.ts";
-import { COMPOSE_PROJECT, renderComposeFile } from "./compose.ts";
+import { checkComposeProject, composeProjectName, renderComposeFile } from "./compose.ts";
 import type { ServiceHost } from "./hosts.ts";
 import { renderServiceScript } from "./scripts.ts";
 import { Service } from "./Service.ts";
@@ -35,8 +35,11 @@ export interface ComposeProjectArgs {
    */
   readonly secretEnvironment?: Readonly<Record<string, readonly string[]>>;
   /**
-   * The compose project name on the host.
-   * @default "jetson-fleet"
+   * The compose project name on the host: lower-case letters, digits, `-` and `_`, starting with a
+   * letter or digit. Stacks deploying to one host need different names: an apply removes every
+   * container of its project that the file no longer names.
+   * @default `<Pulumi project>-<stack>`, made a valid name (`composeProjectName`), e.g. "jetson-fleet-dev"
+   * @example "jetson-fleet-prod"
    */
   readonly project?: string;
   /**
@@ -62,6 +65,8 @@ export interface ComposeProjectArgs {
  * apply step is replaced whenever the file changes, so it has no delete action.
  */
 export class ComposeProject extends pulumi.ComponentResource {
+  /** The compose project name on the host. */
+  public readonly project: string;
   /** The compose file the host runs (a secret when an environment value is). */
   public readonly composeFile: pulumi.Output<string>;
   /** The apply step's report: `updated` or `unchanged`, then `service=image` per line. */
@@ -72,8 +77,11 @@ export class ComposeProject extends pulumi.ComponentResource {
   public readonly services: Readonly<Record<string, Service>>;
 
   constructor(name: string, args: ComposeProjectArgs, opts?: pulumi.ComponentResourceOptions) {
+    // Before super: a refused name registers nothing.
+    const project = checkComposeProject(args.project ?? composeProjectName());
     super("jetson:services:ComposeProject", name, {}, opts);
     const { host, services } = args;
+    this.project = project;
     const secretEnv = args.secretEnvironment ?? {};
     const hasSecrets = services.some((s) => (secretEnv[s.name] ?? []).some((k) => k in s.environment));
     const file = pulumi.all(args.images).apply((images) => renderComposeFile(services, images));
@@ -82,7 +90,7 @@ export class ComposeProject extends pulumi.ComponentResource {
     const create = hostCommand(
       renderServiceScript("compose-apply"),
       {
-        PROJECT: args.project ?? COMPOSE_PROJECT,
+        PROJECT: project,
         HOST_NAME: host.name,
         HEALTH_TIMEOUT: String(args.healthTimeoutSeconds ?? healthTimeoutSeconds(services)),
       },

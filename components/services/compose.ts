@@ -1,12 +1,42 @@
 // The pure compose renderer: a stack's services, with their pinned images, as a standard compose
 // file (Compose Specification; read by `docker compose` v2 and `docker-compose` 1.27+). The compose
 // deploy mode uploads exactly this text; `docker compose -f - up` runs it locally.
+import * as pulumi from "@pulumi/pulumi";
 import { stringify } from "yaml";
 import type { ServiceSpec } from "../config/index.ts";
 import { ServiceArgsError, digestPinned } from "./spec.ts";
 
-/** The compose project every host runs the stack as. */
-export const COMPOSE_PROJECT = "jetson-fleet";
+/**
+ * What a compose project name may be: lower-case letters, digits, `-` and `_`, starting with a
+ * letter or digit. `docker compose` refuses anything else; docker-compose 1.x would silently drop
+ * the other characters, so two names could meet.
+ */
+export const COMPOSE_PROJECT_NAME = /^[a-z0-9][a-z0-9_-]*$/;
+
+/**
+ * The compose project a stack's services run as on a host: `<Pulumi project>-<stack>` (the running
+ * program's unless given), lower-cased, every character a project name may not hold replaced by
+ * `-`. Two stacks deploying to one host so get two projects, and neither's `--remove-orphans`
+ * touches the other's services.
+ * @example composeProjectName("jetson-fleet", "dev") === "jetson-fleet-dev"
+ * @example composeProjectName("jetson-fleet", "Prod.EU") === "jetson-fleet-prod-eu"
+ */
+export function composeProjectName(project = pulumi.getProject(), stack = pulumi.getStack()): string {
+  return `${project}-${stack}`
+    .toLowerCase()
+    .replace(/[^a-z0-9_-]/g, "-")
+    .replace(/^[^a-z0-9]+/, "");
+}
+
+/** `project` when it is a valid compose project name (see `COMPOSE_PROJECT_NAME`); throws `ServiceArgsError` otherwise. */
+export function checkComposeProject(project: string): string {
+  if (!COMPOSE_PROJECT_NAME.test(project)) {
+    throw new ServiceArgsError(
+      `project ${JSON.stringify(project)} is not a compose project name; expected lower-case letters, digits, "-" and "_", starting with a letter or digit (e.g. "jetson-fleet-dev")`,
+    );
+  }
+  return project;
+}
 
 /** One service of a compose file, as the Compose Specification writes it. */
 export type ComposeService = Record<string, unknown>;
@@ -79,7 +109,7 @@ export function composeService(service: ServiceSpec, image: string): ComposeServ
  * Throws `ServiceArgsError` when a service's image is missing or not pinned by digest.
  */
 export function renderComposeFile(services: readonly ServiceSpec[], images: Readonly<Record<string, string>>): string {
-  // No top-level `name`: docker-compose 1.x rejects it; the project name is `-p COMPOSE_PROJECT`.
+  // No top-level `name`: docker-compose 1.x rejects it; the project name is compose-apply.sh's `-p PROJECT`.
   const doc: Record<string, unknown> = {
     services: Object.fromEntries(services.map((s) => [s.name, composeService(s, pinnedImage(s, images))])),
   };

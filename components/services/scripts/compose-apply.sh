@@ -5,21 +5,32 @@
 # previous digests), waits for it, and the script exits 1 naming the host, the service and the
 # health output. Idempotent: an unchanged file recreates nothing.
 #
-#   PROJECT         compose project name
+# Applies on one host run one at a time, whatever their project: they share its ports, GPU, memory
+# and image pulls, and a health wait or rollback measured beside another project's switch would
+# blame the wrong release. Each takes an exclusive lock on STATE_DIR/apply.lock for its whole run.
+#
+#   PROJECT         compose project name (lower-case letters, digits, - and _)
 #   HOST_NAME       the host's name in messages (default: hostname)
 #   HEALTH_TIMEOUT  seconds to wait for health (default 120)
+#   LOCK_TIMEOUT    seconds to wait for another apply on this host to finish (default 900)
 #   STATE_DIR       where compose files are kept (default /var/lib/jetson-fleet/compose)
 set -euo pipefail
 
 project=${PROJECT:?PROJECT is required}
 host=${HOST_NAME:-$(hostname)}
 timeout=${HEALTH_TIMEOUT:-120}
-dir=${STATE_DIR:-/var/lib/jetson-fleet/compose}/$project
+lock_timeout=${LOCK_TIMEOUT:-900}
+root=${STATE_DIR:-/var/lib/jetson-fleet/compose}
+dir=$root/$project
 log() { printf 'compose-apply: %s\n' "$*" >&2; }
 die() {
   log "$*"
   exit 1
 }
+
+# Also keeps the name a single directory below the state dir.
+[[ $project =~ ^[a-z0-9][a-z0-9_-]*$ ]] \
+  || die "host $host: PROJECT=$project is not a compose project name; expected lower-case letters, digits, - and _; nothing was changed"
 
 if docker compose version >/dev/null 2>&1; then
   compose=(docker compose)
@@ -37,6 +48,19 @@ run_compose() {
 
 umask 077
 mkdir -p "$dir"
+command -v flock >/dev/null || die "host $host: flock (util-linux) is not installed; nothing was changed"
+lock=$root/apply.lock
+exec 9>>"$lock"
+if ! flock -n 9; then
+  log "host $host: waiting up to ${lock_timeout}s for the apply holding $lock ($(cat "$lock" 2>/dev/null))"
+  waited=$SECONDS
+  flock -w "$lock_timeout" 9 \
+    || die "host $host: another apply still holds $lock after ${lock_timeout}s ($(cat "$lock" 2>/dev/null)); nothing was changed"
+  log "host $host: took $lock after $((SECONDS - waited))s"
+fi
+# Who holds it, for the message of the next one that waits (the lock is on the file, not its text).
+printf 'project %s, pid %s, since %s\n' "$project" "$$" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >"$lock"
+
 cat >"$dir/next.yaml"
 run_compose "$dir/next.yaml" config -q 2>"$dir/config.err" \
   || die "host $host: the compose file is not valid: $(cat "$dir/config.err"); nothing was changed"

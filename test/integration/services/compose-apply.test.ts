@@ -2,10 +2,13 @@
 // sends it: a spec using every compose field rendered by renderComposeFile runs on the host's real
 // Docker engine as docker inspect shows; a no-op changes nothing; a good update switches digests;
 // a broken release is rolled back to the previous digests and keeps serving, the step failing with
-// the host, the service and the health output.
+// the host, the service and the health output. Then what the host layer guarantees around it: the
+// file on disk is the file sent, not the sudo password's line, when sudo asks for none (NOPASSWD,
+// cached credentials); a health timeout names the service still pending; two stacks' projects on
+// one host leave each other's services alone, and their applies take turns on the host's lock.
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { ServiceSpec, renderComposeFile } from "../../../components/index.ts";
+import { ServiceSpec, composeProjectName, renderComposeFile } from "../../../components/index.ts";
 import { startServiceHosts, type ServiceHosts } from "../../support/service-hosts.ts";
 import type { SimHost } from "../../support/jetson-sim.ts";
 
@@ -91,7 +94,8 @@ describe("compose mode on a simulated Jetson", { timeout: 30 * 60_000 }, () => {
 
   before(
     async () => {
-      env = await startServiceHosts(1, "jf6-services");
+      // A prefix of one's own keeps a run off everyone else's sims.
+      env = await startServiceHosts(1, process.env["JETSON_SIM_PREFIX"] ?? "jf6-services");
       host = env.hosts[0]!;
       await env.sh(host, "mkdir -p /opt/jf6/models /opt/jf6/output");
     },
@@ -194,6 +198,169 @@ describe("compose mode on a simulated Jetson", { timeout: 30 * 60_000 }, () => {
       );
     } finally {
       await env.sh(host, "mv /usr/bin/docker-compose.away /usr/bin/docker-compose");
+    }
+  });
+  // --- the host layer around compose-apply.sh ---------------------------------------------------
+  const STATE = "/var/lib/jetson-fleet/compose";
+  const LOCK = `${STATE}/apply.lock`;
+  /** One web-probe service on a loopback port of the host. */
+  const probe = (name: string, image: string, port: number, healthcheck = probeHealth) =>
+    ServiceSpec.parse({ name, image, ports: [{ target: 8080, published: port, hostIp: "127.0.0.1" }], healthcheck });
+  const one = (name: string, image: string, port: number) => renderComposeFile([probe(name, image, port)], { [name]: image });
+  const down = (project: string, file = "current.yaml") =>
+    env.sh(host, `docker-compose -p ${project} -f ${STATE}/${project}/${file} down -v --remove-orphans 2>/dev/null || true`);
+  /** Runs `body` with a sudoers drop-in for jetson, removed afterwards with every cached credential. */
+  const withSudoers = async (rule: string, body: () => Promise<void>) => {
+    const file = "/etc/sudoers.d/90-jetson-fleet-test";
+    await env.sh(
+      host,
+      `printf '%s\\n' '${rule}' >${file}.tmp && chmod 440 ${file}.tmp && visudo -cqf ${file}.tmp && mv ${file}.tmp ${file}`,
+    );
+    try {
+      await body();
+    } finally {
+      await env.sh(host, `rm -f ${file}; rm -rf /run/sudo/ts/jetson`);
+    }
+  };
+  /** Which of the host's state files hold the sudo password (the pattern on stdin, not in argv). */
+  const filesWithPassword = async () =>
+    (await env.sh(host, `grep -rlsF -f - ${STATE} <<'EOF' || true\n${env.fleet.sudoPassword}\nEOF`)).trim();
+
+  it("writes the file sent, byte for byte, and never the password, when sudo asks for none (NOPASSWD)", async () => {
+    const { v1 } = env.releases;
+    const project = "nopasswd";
+    const sent = one("web", v1, 18090);
+    await withSudoers("jetson ALL=(ALL) NOPASSWD: ALL", async () => {
+      // The elevation really takes no password now: a wrong one is not even looked at.
+      const first = await env.apply(host, sent, { PROJECT: project }, "not-the-password");
+      assert.equal(first.code, 0, first.stderr);
+      const r = await env.apply(host, sent, { PROJECT: project });
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout, `unchanged\nweb=${v1}\n`);
+    });
+    const kept = await env.sh(host, `cat ${STATE}/${project}/current.yaml`);
+    assert.notEqual(kept.split("\n")[0], env.fleet.sudoPassword);
+    assert.equal(kept, sent);
+    assert.equal(await filesWithPassword(), "");
+    await down(project);
+  });
+
+  it("writes the file sent when sudo has cached credentials, and a password it does not ask for goes nowhere", async () => {
+    const { v1 } = env.releases;
+    const project = "cached";
+    const sent = one("web", v1, 18090);
+    // One record for every session of jetson (the default is one per terminal or parent process).
+    await withSudoers("Defaults:jetson timestamp_type=global, timestamp_timeout=5", async () => {
+      await env.sh(host, "true"); // authenticates with the password: the record is fresh
+      const r = await env.apply(host, sent, { PROJECT: project }, "not-the-password");
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(r.stdout, `updated\nweb=${v1}\n`);
+    });
+    assert.equal(await env.sh(host, `cat ${STATE}/${project}/current.yaml`), sent);
+    assert.equal(await filesWithPassword(), "");
+    // Without the record, the wrong password is refused again.
+    const refused = await env.apply(host, sent, { PROJECT: project }, "not-the-password");
+    assert.equal(refused.code, 1);
+    assert.match(refused.stderr, /incorrect password attempt/);
+    await down(project);
+  });
+
+  it("names the service still pending when the health wait times out", async () => {
+    const { v1 } = env.releases;
+    const project = "timeout";
+    // slow's first health check runs after an hour: it stays "starting"; quick is healthy in seconds.
+    // (bash lists the two as "slow quick": the loop's last service is quick, the pending one is slow.)
+    const services = [probe("quick", v1, 18092), probe("slow", v1, 18093, { ...probeHealth, interval: "1h" })];
+    const r = await env.apply(host, renderComposeFile(services, { quick: v1, slow: v1 }), { PROJECT: project, HEALTH_TIMEOUT: "20" });
+    assert.equal(r.code, 1);
+    assert.match(
+      r.stderr.trim().split("\n").at(-1) ?? "",
+      new RegExp(
+        `^compose-apply: host ${host.name}: service slow is not healthy after the update to ${v1.replace(/[.]/g, "\\.")}; ` +
+          `health output: not healthy after 20s \\(state: running\\|starting\\|[^)]+\\); no previous version on this host to roll back to$`,
+      ),
+    );
+    await down(project, "next.yaml");
+  });
+
+  it("keeps two stacks' projects on one host apart: neither apply removes the other's services", async () => {
+    const { v1 } = env.releases;
+    const [a, b] = [composeProjectName("jetson-fleet", "staging"), composeProjectName("jetson-fleet", "prod")];
+    assert.deepEqual([a, b], ["jetson-fleet-staging", "jetson-fleet-prod"]);
+    // The same service name in both, as two stacks of one program have.
+    const [fileA, fileB] = [one("web", v1, 18094), one("web", v1, 18095)];
+    const ids = async () =>
+      (
+        await env.sh(
+          host,
+          `docker ps -q --no-trunc --filter label=com.docker.compose.project=${a}; echo --; docker ps -q --no-trunc --filter label=com.docker.compose.project=${b}`,
+        )
+      ).trim();
+    assert.equal((await env.apply(host, fileA, { PROJECT: a })).code, 0);
+    assert.equal((await env.apply(host, fileB, { PROJECT: b })).code, 0);
+    const both = await ids();
+    assert.match(both, /^[0-9a-f]{64}\n--\n[0-9a-f]{64}$/);
+    const again = [await env.apply(host, fileA, { PROJECT: a }), await env.apply(host, fileB, { PROJECT: b })];
+    assert.deepEqual(
+      again.map((r) => r.stdout),
+      [`unchanged\nweb=${v1}\n`, `unchanged\nweb=${v1}\n`],
+    );
+    assert.equal(await ids(), both);
+    assert.deepEqual([await serving(18094), await serving(18095)], ["1.0.0", "1.0.0"]);
+  });
+
+  it("serializes concurrent applies on one host: both succeed, one after the other", async () => {
+    const { v2 } = env.releases;
+    const [a, b] = [composeProjectName("jetson-fleet", "staging"), composeProjectName("jetson-fleet", "prod")];
+    const [ra, rb] = await Promise.all([
+      env.apply(host, one("web", v2, 18094), { PROJECT: a }),
+      env.apply(host, one("web", v2, 18095), { PROJECT: b }),
+    ]);
+    assert.equal(ra.code, 0, ra.stderr);
+    assert.equal(rb.code, 0, rb.stderr);
+    assert.deepEqual([ra.stdout, rb.stdout], [`updated\nweb=${v2}\n`, `updated\nweb=${v2}\n`]);
+    // Exactly one of them found the lock held by the other, and took it once the other was done.
+    const waited = [ra, rb].filter((r) => r.stderr.includes("waiting up to"));
+    assert.equal(waited.length, 1, `${ra.stderr}\n---\n${rb.stderr}`);
+    const [waiter, other] = waited[0] === ra ? [a, b] : [b, a];
+    const lines = (waited[0]?.stderr ?? "").trim().split("\n");
+    assert.match(
+      lines[0] ?? "",
+      new RegExp(
+        `^compose-apply: host ${host.name}: waiting up to 900s for the apply holding ${LOCK} \\(project ${other}, pid \\d+, since \\S+Z\\)$`,
+      ),
+    );
+    assert.match(lines[1] ?? "", new RegExp(`^compose-apply: host ${host.name}: took ${LOCK} after \\d+s$`));
+    assert.match(await env.sh(host, `cat ${LOCK}`), new RegExp(`^project ${waiter}, pid \\d+, since \\S+Z\\n$`));
+    assert.deepEqual([await serving(18094), await serving(18095)], ["2.0.0", "2.0.0"]);
+    await down(a);
+    await down(b);
+  });
+
+  it("waits for the lock a bounded time, then fails saying who holds it, changing nothing", async () => {
+    const { v1 } = env.releases;
+    const project = "locked";
+    const holder = (
+      await env.sh(
+        host,
+        `setsid bash -c 'exec 9>>${LOCK}; flock 9; echo "project test-holder" >${LOCK}; exec sleep 120' </dev/null >/dev/null 2>&1 & echo $!
+for _ in $(seq 1 50); do grep -q test-holder ${LOCK} && break; sleep 0.1; done`,
+      )
+    ).trim();
+    try {
+      const r = await env.apply(host, one("web", v1, 18096), { PROJECT: project, LOCK_TIMEOUT: "2" });
+      assert.equal(r.code, 1);
+      assert.equal(
+        r.stderr,
+        `compose-apply: host ${host.name}: waiting up to 2s for the apply holding ${LOCK} (project test-holder)\n` +
+          `compose-apply: host ${host.name}: another apply still holds ${LOCK} after 2s (project test-holder); nothing was changed\n`,
+      );
+      assert.equal(
+        (await env.sh(host, `ls -A ${STATE}/${project}; docker ps -q --filter label=com.docker.compose.project=${project}`)).trim(),
+        "",
+      );
+    } finally {
+      await env.sh(host, `kill ${holder}`);
     }
   });
 });

@@ -5,8 +5,8 @@ import { describe, it } from "node:test";
 import * as pulumi from "@pulumi/pulumi";
 import { parse as parseShell } from "shell-quote";
 import {
-  COMPOSE_PROJECT,
   ComposeDeployment,
+  ComposeProject,
   ContainerDeployment,
   SERVICE_TYPE,
   ServiceSpec,
@@ -17,6 +17,7 @@ import {
   renderServiceScript,
   type ServiceHost,
 } from "../../../components/index.ts";
+import { PROJECT } from "../../support/fixtures.ts";
 import { ResourceRecorder, unwrap, useMockStack } from "../../support/mocks.ts";
 
 const digest = (c: string) => `sha256:${c.repeat(64)}`;
@@ -234,6 +235,7 @@ describe("ComposeDeployment", () => {
     const env = Object.fromEntries(words.slice(envAt + 1, bashAt).map((w) => [w.slice(0, w.indexOf("=")), w.slice(w.indexOf("=") + 1)]));
     return { env, script: words[bashAt + 2] };
   };
+  const applyEnv = (project: string, host: string) => ({ PROJECT: project, HOST_NAME: host, HEALTH_TIMEOUT: String(60 + 3 * 35 + 30) });
 
   it("applies the rendered compose file on each host with compose-apply.sh, the file on stdin after the sudo password's line", async () => {
     const { rec } = await deploy();
@@ -245,7 +247,8 @@ describe("ComposeDeployment", () => {
     );
     commands.forEach((c, i) => {
       const create = c.inputs["create"] as string;
-      const env = { PROJECT: COMPOSE_PROJECT, HOST_NAME: `orin-0${i + 1}`, HEALTH_TIMEOUT: String(60 + 3 * 35 + 30) };
+      // The project follows the stack: jetson-fleet (the mocks' Pulumi project), stack "unit".
+      const env = applyEnv("jetson-fleet-unit", `orin-0${i + 1}`);
       assert.deepEqual(decode(create), { env, script: renderServiceScript("compose-apply") });
       // Exactly the sudo-password command line: a wrapper that takes the password's line itself,
       // so the file's first line is the file's whether sudo asks or not.
@@ -261,6 +264,39 @@ describe("ComposeDeployment", () => {
       );
       assert.equal(c.inputs["addPreviousOutputInEnv"], false);
     });
+  });
+
+  it("names the compose project after the stack unless given one, and refuses one compose would not", async () => {
+    // Mocks alone, no stack file: nothing here reads config (and useMockStack adds an exit listener per stack).
+    const rec = new ResourceRecorder(() => ({ stdout: "updated\n", stderr: "" }));
+    pulumi.runtime.setMocks(rec, PROJECT, "staging", false);
+    const d = new ComposeDeployment("services", { hosts: hosts(2), services: SERVICES, images: IMAGES });
+    await unwrap(d.results);
+    const projectOf = (c: { inputs: Record<string, unknown> }) => decode(c.inputs["create"] as string).env["PROJECT"];
+    assert.equal(d.project, "jetson-fleet-staging");
+    assert.deepEqual(rec.ofType("command:remote:Command").map(projectOf), ["jetson-fleet-staging", "jetson-fleet-staging"]);
+    // Same stack, a name given.
+    const given = new ComposeDeployment("given", { hosts: hosts(1), services: SERVICES, images: IMAGES, project: "fleet_a-2" });
+    await unwrap(given.results);
+    assert.equal(given.project, "fleet_a-2");
+    assert.equal(given.projects["orin-01"]?.project, "fleet_a-2");
+    assert.equal(
+      projectOf(rec.ofType("command:remote:Command").find((c) => c.name === "given-orin-01-apply") ?? assert.fail()),
+      "fleet_a-2",
+    );
+    for (const bad of ["Fleet", "-fleet", "fleet a", "../etc", ""]) {
+      assert.throws(() => new ComposeDeployment("bad", { hosts: hosts(1), services: SERVICES, images: IMAGES, project: bad }), {
+        name: "ServiceArgsError",
+        message: `project ${JSON.stringify(bad)} is not a compose project name; expected lower-case letters, digits, "-" and "_", starting with a letter or digit (e.g. "jetson-fleet-dev")`,
+      });
+    }
+    // Where no sudo password is needed, the file goes alone.
+    const file = renderComposeFile(SERVICES, IMAGES);
+    for (const elevation of ["sudo", "root"] as const) {
+      const p = new ComposeProject(`as-${elevation}`, { host: { ...hosts(1)[0]!, elevation }, services: SERVICES, images: IMAGES });
+      assert.equal(await unwrap(p.apply.stdin), file);
+      assert.equal(p.project, "jetson-fleet-staging");
+    }
   });
 
   it("updates hosts batch after batch: each apply step waits for the previous batch's", async () => {

@@ -6,6 +6,8 @@ import {
   ServiceArgsError,
   ServiceSpec,
   batchSize,
+  checkComposeProject,
+  composeProjectName,
   digestPinned,
   durationSeconds,
   healthTimeoutSeconds,
@@ -131,6 +133,22 @@ describe("services: pure helpers", () => {
     assert.throws(() => batchSize(3, "0%"), {
       message: 'deploy.rollout.maxUnavailable is "0%"; expected a count or a percentage such as "25%"',
     });
+  });
+});
+
+describe("composeProjectName", () => {
+  it("makes <Pulumi project>-<stack> a compose project name", () => {
+    const rows: [string, string, string][] = [
+      ["jetson-fleet", "dev", "jetson-fleet-dev"],
+      ["jetson-fleet", "prod", "jetson-fleet-prod"],
+      ["jetson-fleet", "Prod.EU", "jetson-fleet-prod-eu"],
+      ["Fleet_Infra", "site-7", "fleet_infra-site-7"],
+      ["_fleet", "dev", "fleet-dev"],
+    ];
+    for (const [project, stack, name] of rows) {
+      assert.equal(composeProjectName(project, stack), name, `${project}/${stack}`);
+      assert.equal(checkComposeProject(name), name);
+    }
   });
 });
 
