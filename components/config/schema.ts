@@ -108,6 +108,24 @@ export const RuntimeSpec = z.strictObject({
   nvidiaToolkitVersion: z
     .string()
     .regex(DEBIAN_VERSION, { error: (iss) => `${JSON.stringify(iss.input)} is not a package version; expected e.g. 1.16.2-1` }),
+  /**
+   * The compose tool the compose deploy mode runs on each host, pinned and held like the engine:
+   * `docker-compose-plugin` (`docker compose`, from Docker's apt repository, beside docker-ce),
+   * `docker-compose-v2` (Ubuntu's `docker compose`, beside docker.io) or `docker-compose` (the
+   * 1.29 Python tool, Debian's). Required when `deploy.target` is `compose` and the stack has hosts and services.
+   * @default none (not installed)
+   * @example { package: "docker-compose-plugin", version: "2.29.7-1~ubuntu.22.04~jammy" }
+   */
+  compose: z
+    .strictObject({
+      /** Apt package providing the compose command. @default "docker-compose-plugin" */
+      package: z.enum(["docker-compose-plugin", "docker-compose-v2", "docker-compose"]).default("docker-compose-plugin"),
+      /** Exact apt version, or the upstream version it starts with. @example "2.29.7" */
+      version: z.string().regex(DEBIAN_VERSION, {
+        error: (iss) => `${JSON.stringify(iss.input)} is not a package version; expected e.g. 2.29.7 or 2.29.7-1~ubuntu.22.04~jammy`,
+      }),
+    })
+    .optional(),
   /** Make nvidia Docker's default runtime (GPU access during `docker build`). @default true */
   nvidiaDefaultRuntime: z.boolean().default(true),
   /** Extra apt source lines (deb822 one-liners) for the Docker and NVIDIA packages. @default [] */
@@ -515,6 +533,17 @@ export function refineStackConfig(value: unknown, ctx: z.RefinementCtx): void {
     }
   }
   const deploy = isObject(cfg["deploy"]) ? cfg["deploy"] : {};
+  // Only when runtime is there: a missing runtime is its own problem.
+  const runtime = cfg["runtime"];
+  const perHostCompose = (deploy["target"] ?? "compose") === "compose" && entries(cfg["hosts"]).length > 0 && services.length > 0;
+  if (perHostCompose && isObject(runtime) && runtime["compose"] === undefined) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["runtime", "compose"],
+      message:
+        'is missing; deploy.target compose runs a compose tool on every host: expected { package: "docker-compose-plugin", version: "<apt version>" } (or docker-compose-v2 / docker-compose)',
+    });
+  }
   if (deploy["target"] === "kubernetes") {
     const cluster = isObject(deploy["kubernetes"]) ? deploy["kubernetes"] : {};
     const given = ["kubeconfig", "renderYamlToDirectory"].filter((k) => cluster[k] !== undefined);

@@ -6,7 +6,15 @@
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import type { HostSpec, RuntimeSpec } from "../config/index.ts";
-import { contentHash, hostCommand, hostStdin, renderHostScript, type Elevation, type HostScript } from "./scripts.ts";
+import {
+  contentHash,
+  hostCommand,
+  hostStdin,
+  renderHostScript,
+  type Elevation,
+  type HostScript,
+  type OptionalHostScript,
+} from "./scripts.ts";
 
 /** What the host was before this stack changed anything (from the facts step). */
 export interface HostFacts {
@@ -53,6 +61,21 @@ export interface JetsonHostArgs {
     readonly dialErrorLimit: number;
   };
   /**
+   * The registry the host's services pull from, with credentials: root's Docker client on the
+   * host is logged in to it (the password on standard input, never in argv) and logged out again
+   * when the stack stops naming it. Without credentials nothing is logged in.
+   * @default none (no registry login)
+   * @example { server: "registry.lab:5000", username: "fleet", password: config.requireSecret("registryPassword") }
+   */
+  readonly registry?: {
+    /** Registry host[:port]. @example "registry.lab:5000" */
+    readonly server: string;
+    /** User name the host logs in with. @example "fleet" */
+    readonly username: string;
+    /** Password or token; keep it a Pulumi secret. @example config.requireSecret("registryPassword") */
+    readonly password: pulumi.Input<string>;
+  };
+  /**
    * Whether the host belongs to a production stack (the stack config's `production`): the policy
    * pack then requires a pinned host key.
    * @default false
@@ -80,6 +103,12 @@ export function jetsonHostInputs(args: JetsonHostArgs): JetsonHostInputs {
     production: args.production ?? false,
   };
 }
+
+/**
+ * What an install step runs when only its connection changed: nothing on the host, the SSH
+ * session itself proves the new connection.
+ */
+export const RECONNECT_CHECK = "true";
 
 /** Bounded so an unreachable host fails in about two minutes instead of hanging the update. */
 export const DEFAULT_DIAL = { perDialTimeout: 20, dialErrorLimit: 6 } as const;
@@ -120,16 +149,41 @@ export class JetsonHost extends pulumi.ComponentResource {
     const aptSources = runtime.aptSources.join("\n");
 
     let previous: command.remote.Command | undefined;
-    const step = (id: HostScript, env: Record<string, string>): command.remote.Command => {
+    // Every trigger so far: verification re-runs whenever any step before it ran again.
+    const chain: pulumi.Input<string>[] = [];
+    // `reconnect`: on a change of the connection alone (a rotated key, a new address, a re-pinned
+    // host key) the step only proves the new connection works; its script re-runs only when the
+    // script or its parameters change (the trigger, which replaces the step). Steps whose output
+    // describes the host (facts, verify) run again on any change.
+    const step = (
+      id: HostScript | OptionalHostScript,
+      env: Record<string, string>,
+      options: {
+        reconnect?: boolean;
+        data?: pulumi.Input<string>;
+        trigger?: pulumi.Input<string>;
+        delete?: Record<string, string>;
+        afterAll?: boolean;
+      } = {},
+    ): command.remote.Command => {
       const script = renderHostScript(id);
       const create = hostCommand(script, env, elevation);
+      const own = [contentHash(create), ...(options.trigger !== undefined ? [options.trigger] : [])];
+      const triggers = options.afterAll ? [...own, ...chain] : own;
+      chain.push(...own);
+      const stdin =
+        options.data === undefined
+          ? hostStdin(elevation, host.sudoPassword)
+          : pulumi.output(options.data).apply((data) => hostStdin(elevation, host.sudoPassword, data));
       const cmd = new command.remote.Command(
         `${name}-${id}`,
         {
           connection,
           create,
-          triggers: [contentHash(create)],
-          ...(host.sudoPassword ? { stdin: pulumi.secret(hostStdin(elevation, host.sudoPassword)) } : {}),
+          ...(options.reconnect ? { update: RECONNECT_CHECK } : {}),
+          ...(options.delete ? { delete: hostCommand(script, options.delete, elevation) } : {}),
+          triggers,
+          ...(stdin !== "" ? { stdin: pulumi.secret(stdin) } : {}),
           addPreviousOutputInEnv: false,
         },
         { parent: this, ...(previous ? { dependsOn: [previous] } : {}) },
@@ -137,13 +191,39 @@ export class JetsonHost extends pulumi.ComponentResource {
       previous = cmd;
       return cmd;
     };
+    const install = { reconnect: true };
 
     const facts = step("facts", { DOCKER_PACKAGE: runtime.docker.package, EXPECTED_L4T: host.l4tRelease });
-    step("install-docker", { DOCKER_PACKAGE: runtime.docker.package, DOCKER_VERSION: runtime.docker.version, APT_SOURCES: aptSources });
-    step("install-nvidia-toolkit", { NVIDIA_TOOLKIT_VERSION: runtime.nvidiaToolkitVersion, APT_SOURCES: aptSources });
+    step(
+      "install-docker",
+      { DOCKER_PACKAGE: runtime.docker.package, DOCKER_VERSION: runtime.docker.version, APT_SOURCES: aptSources },
+      install,
+    );
+    step("install-nvidia-toolkit", { NVIDIA_TOOLKIT_VERSION: runtime.nvidiaToolkitVersion, APT_SOURCES: aptSources }, install);
     const nvidiaDefault = String(runtime.nvidiaDefaultRuntime);
-    step("configure-docker", { DAEMON_JSON: JSON.stringify(runtime.daemonJson), NVIDIA_DEFAULT_RUNTIME: nvidiaDefault });
-    this.ready = step("verify", { NVIDIA_DEFAULT_RUNTIME: nvidiaDefault, ...(args.verifyImage ? { VERIFY_IMAGE: args.verifyImage } : {}) });
+    step("configure-docker", { DAEMON_JSON: JSON.stringify(runtime.daemonJson), NVIDIA_DEFAULT_RUNTIME: nvidiaDefault }, install);
+    if (runtime.compose) {
+      step(
+        "install-compose",
+        { COMPOSE_PACKAGE: runtime.compose.package, COMPOSE_VERSION: runtime.compose.version, APT_SOURCES: aptSources },
+        install,
+      );
+    }
+    if (args.registry) {
+      const { server, username, password } = args.registry;
+      // A new password logs in again: its hash is a trigger, kept secret like the password.
+      const passwordHash = pulumi.secret(pulumi.output(password).apply((p) => contentHash(p)));
+      step(
+        "registry-login",
+        { REGISTRY_SERVER: server, REGISTRY_USERNAME: username },
+        { ...install, data: password, trigger: passwordHash, delete: { REGISTRY_SERVER: server, LOGOUT: "1" } },
+      );
+    }
+    this.ready = step(
+      "verify",
+      { NVIDIA_DEFAULT_RUNTIME: nvidiaDefault, ...(args.verifyImage ? { VERIFY_IMAGE: args.verifyImage } : {}) },
+      { afterAll: true },
+    );
 
     this.facts = facts.stdout.apply((out) => JSON.parse(out) as HostFacts);
     this.verification = this.ready.stdout.apply((out) => out.trim().split("\n").pop() ?? "");

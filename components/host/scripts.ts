@@ -6,15 +6,18 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { quote } from "shell-quote";
 
-/** The scripts a host runs, in order. */
+/** The scripts every host runs, in order. */
 export const HOST_SCRIPTS = ["facts", "install-docker", "install-nvidia-toolkit", "configure-docker", "verify"] as const;
+/** Scripts a host runs when the stack needs them: the compose tool, the registry login. */
+export const OPTIONAL_HOST_SCRIPTS = ["install-compose", "registry-login"] as const;
 export type HostScript = (typeof HOST_SCRIPTS)[number];
+export type OptionalHostScript = (typeof OPTIONAL_HOST_SCRIPTS)[number];
 
 const DIR = join(import.meta.dirname, "scripts");
 const INLINE = /^source "\$\(dirname "\$\{BASH_SOURCE\[0\]\}"\)\/([a-z-]+\.sh)" # inlined by renderHostScript$/m;
 
 /** A script's full text, self-contained (its `source`d library inlined). */
-export function renderHostScript(name: HostScript): string {
+export function renderHostScript(name: HostScript | OptionalHostScript): string {
   const text = readFileSync(join(DIR, `${name}.sh`), "utf8");
   return text.replace(INLINE, (_line, lib: string) => readFileSync(join(DIR, lib), "utf8").replace(/^# shellcheck shell=bash\n/, ""));
 }

@@ -50,7 +50,7 @@ export function validConfig(): StackConfigInput {
         labels: { camera: "usb" },
       },
     ],
-    runtime: { docker: { version: "27.5.1" }, nvidiaToolkitVersion: "1.16.2-1" },
+    runtime: { docker: { version: "27.5.1" }, nvidiaToolkitVersion: "1.16.2-1", compose: { version: "2.29.7" } },
     registry: { server: "registry.lab:5000", username: "ci", password: "s3cret-token" },
     images: [
       {

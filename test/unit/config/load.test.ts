@@ -251,6 +251,20 @@ const table: { name: string; mutate: (c: Mutable) => void; secretPaths?: Readonl
       `${F}runtime.daemonJson["default-runtime"]: "default-runtime" is managed by the host component; expected runtime.nvidiaDefaultRuntime instead`,
     ],
   },
+  {
+    name: "compose target with hosts and services but no compose tool",
+    mutate: (c) => delete c.runtime.compose,
+    expected: [
+      `${F}runtime.compose: is missing; deploy.target compose runs a compose tool on every host: expected { package: "docker-compose-plugin", version: "<apt version>" } (or docker-compose-v2 / docker-compose)`,
+    ],
+  },
+  {
+    name: "compose tool of an unknown package",
+    mutate: (c) => (c.runtime.compose = { package: "podman-compose" as "docker-compose", version: "1.0.6" }),
+    expected: [
+      `${F}runtime.compose.package: got the text "podman-compose"; expected one of: "docker-compose-plugin", "docker-compose-v2", "docker-compose"`,
+    ],
+  },
 ];
 
 describe("parseStackConfig rejects bad config with one message listing every problem", () => {

@@ -2,7 +2,17 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import * as pulumi from "@pulumi/pulumi";
 import { parse as parseShell } from "shell-quote";
-import { HOST_SCRIPTS, HostSpec, JetsonHost, RuntimeSpec, contentHash, hostCommand, renderHostScript } from "../../../components/index.ts";
+import {
+  HOST_SCRIPTS,
+  HostSpec,
+  JetsonHost,
+  RECONNECT_CHECK,
+  RuntimeSpec,
+  contentHash,
+  hostCommand,
+  hostStdin,
+  renderHostScript,
+} from "../../../components/index.ts";
 import { clientKey, hostKey } from "../../support/fixtures.ts";
 import { ResourceRecorder, unwrap, useMockStack } from "../../support/mocks.ts";
 
@@ -79,10 +89,12 @@ describe("JetsonHost", () => {
         { NVIDIA_DEFAULT_RUNTIME: "true" },
       ],
     );
+    const own = commands.map((c) => contentHash(c.inputs["create"] as string));
     envs.forEach((e, i) => {
       assert.deepEqual(e.prefix, ["sudo", "-n"]);
       assert.equal(e.script, renderHostScript(HOST_SCRIPTS[i] ?? "facts"));
-      assert.deepEqual(commands[i]?.inputs["triggers"], [contentHash(commands[i]?.inputs["create"] as string)]);
+      // Verification re-runs whenever any step before it does: its triggers hold theirs too.
+      assert.deepEqual(commands[i]?.inputs["triggers"], i === commands.length - 1 ? [own[i], ...own.slice(0, i)] : [own[i]]);
       assert.equal(commands[i]?.inputs["addPreviousOutputInEnv"], false);
     });
     assert.equal(await unwrap(h.dockerHost), "ssh://fleet@192.168.50.11:22");
@@ -140,6 +152,82 @@ describe("JetsonHost", () => {
     assert.deepEqual(decode(create ?? "").prefix.slice(0, 2), ["bash", "-c"]);
     assert.equal(await pulumi.isSecret(step.stdin), true);
     assert.equal(await unwrap(step.stdin), "hunter2\n");
+  });
+
+  it("on a change of the connection alone, runs no install script: only facts and verify run again", async () => {
+    const { rec } = await build();
+    const update = Object.fromEntries(rec.ofType("command:remote:Command").map((c) => [c.name, c.inputs["update"]]));
+    assert.deepEqual(update, {
+      "orin-01-facts": undefined,
+      "orin-01-install-docker": RECONNECT_CHECK,
+      "orin-01-install-nvidia-toolkit": RECONNECT_CHECK,
+      "orin-01-configure-docker": RECONNECT_CHECK,
+      "orin-01-verify": undefined,
+    });
+    assert.equal(RECONNECT_CHECK, "true");
+  });
+
+  it("installs the pinned compose tool when the runtime names one, before verification", async () => {
+    const rec = useMockStack({ stack: "unit", config: {} }, recorder());
+    const withCompose = RuntimeSpec.parse({ ...runtime, compose: { package: "docker-compose-plugin", version: "2.29.7" } });
+    const h = new JetsonHost("orin-01", { host, runtime: withCompose });
+    await unwrap(h.verification);
+    const commands = rec.ofType("command:remote:Command");
+    assert.deepEqual(
+      commands.map((c) => c.name),
+      ["facts", "install-docker", "install-nvidia-toolkit", "configure-docker", "install-compose", "verify"].map((s) => `orin-01-${s}`),
+    );
+    const compose = commands[4];
+    assert.equal(
+      compose?.inputs["create"],
+      hostCommand(
+        renderHostScript("install-compose"),
+        { COMPOSE_PACKAGE: "docker-compose-plugin", COMPOSE_VERSION: "2.29.7", APT_SOURCES: "deb [trusted=yes] file:/opt/repo ./" },
+        "sudo",
+      ),
+    );
+    assert.equal(compose?.inputs["update"], RECONNECT_CHECK);
+  });
+
+  it("logs in to the stack's registry with the password on stdin, a secret trigger, and logs out on delete", async () => {
+    const rec = useMockStack({ stack: "unit", config: {} }, recorder());
+    const h = new JetsonHost("orin-01", {
+      host: { ...host, sudoPassword: "hunter2" },
+      runtime,
+      registry: { server: "registry.lab:5000", username: "fleet", password: pulumi.secret("s3cret-token") },
+    });
+    await unwrap(h.verification);
+    const step = rec.ofType("command:remote:Command").find((c) => c.name === "orin-01-registry-login");
+    assert.ok(step, "a registry-login step");
+    const create = step.inputs["create"] as string;
+    assert.equal(
+      create,
+      hostCommand(
+        renderHostScript("registry-login"),
+        { REGISTRY_SERVER: "registry.lab:5000", REGISTRY_USERNAME: "fleet" },
+        "sudo-password",
+      ),
+    );
+    assert.doesNotMatch(JSON.stringify(step.inputs["create"]) + JSON.stringify(step.inputs["delete"]), /s3cret-token|hunter2/);
+    assert.equal(
+      step.inputs["delete"],
+      hostCommand(renderHostScript("registry-login"), { REGISTRY_SERVER: "registry.lab:5000", LOGOUT: "1" }, "sudo-password"),
+    );
+    // Password line first, for sudo; then the registry password, the script's standard input.
+    assert.deepEqual(step.inputs["stdin"], {
+      [pulumi.runtime.specialSigKey]: pulumi.runtime.specialSecretSig,
+      value: hostStdin("sudo-password", "hunter2", "s3cret-token"),
+    });
+    // A secret element makes the whole list a secret in the state.
+    assert.deepEqual(step.inputs["triggers"], {
+      [pulumi.runtime.specialSigKey]: pulumi.runtime.specialSecretSig,
+      value: [contentHash(create), contentHash("s3cret-token")],
+    });
+  });
+
+  it("logs in to no registry when the stack's has no credentials", async () => {
+    const { rec } = await build();
+    assert.equal(rec.ofType("command:remote:Command").filter((c) => c.name.endsWith("-registry-login")).length, 0);
   });
 
   it("leaves the host's packages in place on delete (no delete command)", async () => {
