@@ -15,6 +15,7 @@ import {
   registryResolver,
   secretEnvironmentOf,
   securePathsInStackFile,
+  serviceEndpointsAt,
   serviceHostOf,
   stackFileName,
 } from "./components/index.ts";
@@ -23,10 +24,19 @@ const config = readStackConfig();
 const stackFile = stackFileName(pulumi.getStack());
 const build = readBuildEnvironment(process.env, stackFile, config.images.length);
 
-// Hosts are independent: the engine bootstraps them in parallel, and one that fails leaves the
-// others' progress in place.
+// Hosts log in to the stack's registry only when it has credentials (the dev registry has none).
+const registry = config.registry;
+const credentials =
+  registry?.username !== undefined && registry.password !== undefined
+    ? { username: registry.username, password: registry.password }
+    : undefined;
+const login =
+  registry && credentials ? { server: registry.server, ...credentials, password: pulumi.secret(credentials.password) } : undefined;
 const hosts = Object.fromEntries(
-  config.hosts.map((host) => [host.name, new JetsonHost(host.name, { host, runtime: config.runtime, production: config.production })]),
+  config.hosts.map((host) => [
+    host.name,
+    new JetsonHost(host.name, { host, runtime: config.runtime, production: config.production, ...(login ? { registry: login } : {}) }),
+  ]),
 );
 
 // Images build and push in parallel with the host bootstrap; services deploy their digests.
@@ -48,13 +58,11 @@ export const imageRefs = pulumi.all(built);
 // the digest their tag resolves to now (only when there is a host to deploy to).
 const kubernetes = config.deploy.target === "kubernetes";
 const deployed = config.services.length > 0 && (kubernetes || config.hosts.length > 0);
-const registry = config.registry;
-const credentials =
-  registry?.username !== undefined && registry.password !== undefined
-    ? { [registry.server]: { username: registry.username, password: registry.password } }
-    : {};
 // Kubernetes manifests take digests only: KubernetesFleet refuses a tag there before anything is sent.
-const serviceImageRefs = deployed && !kubernetes ? pinServiceImages(config.services, built, registryResolver(credentials)) : {};
+const serviceImageRefs =
+  deployed && !kubernetes
+    ? pinServiceImages(config.services, built, registryResolver(registry && credentials ? { [registry.server]: credentials } : {}))
+    : {};
 const secretEnvironment = secretEnvironmentOf(
   config.services,
   existsSync(stackFile) ? securePathsInStackFile(readFileSync(stackFile, "utf8"), pulumi.getProject()) : [],
@@ -99,6 +107,10 @@ if (deployed) {
   }
 }
 
+/** Where each host's services answer (`address:port/protocol`), by host and service name; none on Kubernetes. */
+export const serviceEndpoints = Object.fromEntries(
+  deployed && !kubernetes ? config.hosts.map((host) => [host.name, serviceEndpointsAt(host.address, config.services)]) : [],
+);
 /** Each host's deploy report (`service=image` per line), by host name. */
 export const serviceResults = results;
 /** Each service's image, pinned by digest (`repository@sha256:…`), by service name. */

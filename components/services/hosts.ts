@@ -78,3 +78,21 @@ export function pinServiceImages(
   }
   return out;
 }
+
+/**
+ * Where each service answers on a host reached at `address`, by service name: `address:port/protocol`
+ * for every host port it claims (a host-network service its targets, a bridge one its published
+ * ports; a port bound to one host address is reached there). A service without ports is left out.
+ */
+export function serviceEndpointsAt(address: string, services: readonly ServiceSpec[]): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  for (const s of services) {
+    const endpoints = s.ports.map((p) => {
+      const bound = p.hostIp !== undefined && p.hostIp !== "0.0.0.0" && p.hostIp !== "::" ? p.hostIp : address;
+      const port = s.network === "host" ? p.target : (p.published ?? p.target);
+      return `${bound.includes(":") ? `[${bound}]` : bound}:${port}/${p.protocol}`;
+    });
+    if (endpoints.length > 0) out[s.name] = endpoints;
+  }
+  return out;
+}

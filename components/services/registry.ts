@@ -48,15 +48,26 @@ export function registryResolver(credentials: Readonly<Record<string, RegistryCr
     const { url, registry } = manifestUrl(ref);
     const creds = credentials[registry];
     const basic = creds ? `Basic ${Buffer.from(`${creds.username}:${creds.password}`).toString("base64")}` : undefined;
+    // A registry that cannot be reached is the user's to fix: one sentence, not a fetch stack trace.
+    const reach = async (target: string | URL, init: RequestInit): Promise<Response> => {
+      try {
+        return await fetch(target, init);
+      } catch (err) {
+        const cause = err instanceof Error && err.cause instanceof Error ? err.cause.message : String(err);
+        throw new ServiceArgsError(
+          `cannot resolve ${ref} to a digest: its registry ${registry} cannot be reached (${cause}); expected a registry this machine reaches, or the image pinned by digest`,
+        );
+      }
+    };
     const head = (authorization?: string) =>
-      fetch(url, { method: "HEAD", headers: { accept: MANIFEST_TYPES, ...(authorization ? { authorization } : {}) } });
+      reach(url, { method: "HEAD", headers: { accept: MANIFEST_TYPES, ...(authorization ? { authorization } : {}) } });
     let res = await head();
     if (res.status === 401) {
       const c = challenge(res.headers.get("www-authenticate") ?? "");
       if (c.scheme === "bearer" && c.params["realm"]) {
         const tokenUrl = new URL(c.params["realm"]);
         for (const key of ["service", "scope"]) if (c.params[key]) tokenUrl.searchParams.set(key, c.params[key]);
-        const tokenRes = await fetch(tokenUrl, { headers: basic ? { authorization: basic } : {} });
+        const tokenRes = await reach(tokenUrl, { headers: basic ? { authorization: basic } : {} });
         const body = (await tokenRes.json()) as { token?: string; access_token?: string };
         res = await head(`Bearer ${body.token ?? body.access_token ?? ""}`);
       } else if (basic) {

@@ -61,13 +61,14 @@ describe("index.ts", () => {
     });
     assert.deepEqual(await unwrap(program.hostFacts), { "jetson-01": { l4tRelease: "36.4.3" }, "jetson-02": { l4tRelease: "36.4.3" } });
     assert.deepEqual(await unwrap(program.hostVerification), { "jetson-01": "ok", "jetson-02": "ok" });
-    // One JetsonHost per host, each with its five steps.
+    // One JetsonHost per host.
     assert.deepEqual(
       recorder.ofType("jetson:host:JetsonHost").map((r) => r.name),
       ["jetson-01", "jetson-02"],
     );
     assert.deepEqual(await unwrap(program.serviceResults), { "jetson-01": "ok", "jetson-02": "ok" });
-    // Five steps per host, then the compose mode's apply step per host.
+    // Seven steps per host (the stack names a compose tool and a registry with credentials), then
+    // the compose mode's apply step per host.
     assert.deepEqual(
       recorder
         .ofType("command:remote:Command")
@@ -76,7 +77,15 @@ describe("index.ts", () => {
         .sort(),
       ["services-jetson-01-apply", "services-jetson-02-apply"],
     );
-    assert.equal(recorder.ofType("command:remote:Command").length, 12);
+    assert.equal(recorder.ofType("command:remote:Command").length, 16);
+    assert.deepEqual(
+      recorder
+        .ofType("command:remote:Command")
+        .map((c) => c.name)
+        .filter((n) => n.endsWith("-install-compose") || n.endsWith("-registry-login"))
+        .sort(),
+      ["jetson-01-install-compose", "jetson-01-registry-login", "jetson-02-install-compose", "jetson-02-registry-login"],
+    );
     assert.deepEqual(await unwrap(program.serviceImages), {
       inference: `registry.lab:5000/inference@${DIGEST}`,
       mediamtx: MEDIAMTX,
@@ -112,7 +121,7 @@ describe("index.ts", () => {
       await settle();
       assert.equal(recorder.ofType("docker:index/container:Container").length, containers);
       assert.equal(recorder.ofType("jetson:services:Service").length, services);
-      assert.equal(recorder.ofType("command:remote:Command").length, 10, "no compose apply steps");
+      assert.equal(recorder.ofType("command:remote:Command").length, 14, "no compose apply steps");
       if (target === "kubernetes") {
         // One DaemonSet per service, on the Jetsons by default.
         const daemonSets = recorder.ofType("kubernetes:apps/v1:DaemonSet");
