@@ -5,7 +5,7 @@ import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import type { ServiceSpec } from "../config/index.ts";
 import { contentHash, hostCommand, hostStdin } from "../host/index.ts";
-import { checkComposeProject, composeProjectName, renderComposeFile } from "./compose.ts";
+import { bindSources, checkComposeProject, composeProjectName, renderBindSources, renderComposeFile } from "./compose.ts";
 import type { ServiceHost } from "./hosts.ts";
 import { renderServiceScript } from "./scripts.ts";
 import { Service } from "./Service.ts";
@@ -57,7 +57,9 @@ export interface ComposeProjectArgs {
 /**
  * The services on one host, applied with `docker compose` (or `docker-compose`) through one
  * `command.remote.Command` (`<name>-apply`) that re-runs when the compose file or the script
- * changes. The host must have one of the two compose commands installed.
+ * changes. The host must have one of the two compose commands installed. Bind mount sources the
+ * host lacks are created first (`bindSources`: owned by the service's numeric `user` when mounted
+ * read-write, root's otherwise, mode 0755); an existing path is never changed.
  *
  * Children: `<name>-apply`, and one `Service` per service (`<name>-<service>`, type
  * `jetson:services:Service`, registered inputs `{ host, service }`), which stand for the services
@@ -93,6 +95,7 @@ export class ComposeProject extends pulumi.ComponentResource {
         PROJECT: project,
         HOST_NAME: host.name,
         HEALTH_TIMEOUT: String(args.healthTimeoutSeconds ?? healthTimeoutSeconds(services)),
+        BIND_SOURCES: renderBindSources(bindSources(services)),
       },
       host.elevation,
     );

@@ -1,6 +1,7 @@
 // The pure compose renderer: a stack's services, with their pinned images, as a standard compose
 // file (Compose Specification; read by `docker compose` v2 and `docker-compose` 1.27+). The compose
 // deploy mode uploads exactly this text; `docker compose -f - up` runs it locally.
+import { posix } from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { stringify } from "yaml";
 import type { ServiceSpec } from "../config/index.ts";
@@ -116,4 +117,51 @@ export function renderComposeFile(services: readonly ServiceSpec[], images: Read
   const named = [...new Set(services.flatMap((s) => s.volumes.filter((v) => v.type === "volume").flatMap((v) => v.source ?? [])))];
   if (named.length > 0) doc["volumes"] = Object.fromEntries(named.map((n) => [n, {}]));
   return stringify(doc, { lineWidth: 0 });
+}
+
+/** A bind mount's host directory that the apply creates when it is missing (see `bindSources`). */
+export interface BindSource {
+  /** Absolute host path, normalized (no `.`, `..`, doubled or trailing `/`). */
+  readonly path: string;
+  /** Who gets the directory, as `chown` takes it: `uid:gid`, `uid` (group root), or `0:0`. */
+  readonly owner: string;
+}
+
+const NUMERIC_USER = /^[0-9]+(:[0-9]+)?$/;
+const ROOT = "0:0";
+
+/**
+ * The host directories the bind mounts of `services` need, parents first: docker-compose 1.29
+ * (and `docker compose` with the long syntax) refuses a bind source that does not exist. Each is
+ * owned by the numeric `user` of the first service (file order) that mounts it read-write, so a
+ * non-root service can write its output; otherwise by root (`0:0`); the apply creates it mode
+ * 0755. Only absolute sources: compose resolves a relative one against the compose file's
+ * directory on the host, which is the tool's state, not a place for data. A service `user` given
+ * by name cannot be resolved here and counts as root. Throws `ServiceArgsError` for a source
+ * holding a line break (the list travels one path per line).
+ * @example bindSources([inference]) // [{ path: "/opt/fleet/models", owner: "0:0" }, { path: "/opt/fleet/output", owner: "10001:10001" }]
+ */
+export function bindSources(services: readonly ServiceSpec[]): BindSource[] {
+  // undefined: root's, unless a later read-write mount names a numeric user.
+  const owners = new Map<string, string | undefined>();
+  for (const s of services) {
+    for (const v of s.volumes) {
+      if (v.type !== "bind" || v.source === undefined || !v.source.startsWith("/")) continue;
+      if (/[\n\r\0]/.test(v.source)) {
+        throw new ServiceArgsError(
+          `service "${s.name}": bind mount source ${JSON.stringify(v.source)} holds a line break or NUL; expected a plain host path`,
+        );
+      }
+      const path = posix.normalize(v.source).replace(/(.)\/+$/, "$1");
+      const owner = !v.readOnly && s.user !== undefined && NUMERIC_USER.test(s.user) ? s.user : undefined;
+      if (owners.get(path) === undefined) owners.set(path, owner);
+    }
+  }
+  // A parent sorts before its children, so it is created with its own owner, not as a child's parent.
+  return [...owners].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([path, owner]) => ({ path, owner: owner ?? ROOT }));
+}
+
+/** `sources` as compose-apply.sh's BIND_SOURCES takes them: one `OWNER PATH` line each. */
+export function renderBindSources(sources: readonly BindSource[]): string {
+  return sources.map((s) => `${s.owner} ${s.path}\n`).join("");
 }

@@ -14,6 +14,10 @@
 #   HEALTH_TIMEOUT  seconds to wait for health (default 120)
 #   LOCK_TIMEOUT    seconds to wait for another apply on this host to finish (default 900)
 #   STATE_DIR       where compose files are kept (default /var/lib/jetson-fleet/compose)
+#   BIND_SOURCES    the bind mounts' host directories, one "OWNER PATH" line each (OWNER uid[:gid]):
+#                   each missing one is made before compose starts anything (compose refuses a
+#                   missing bind source), mode 0755, owned by OWNER; missing parents root's, 0755.
+#                   An existing path (directory, file or link) is never changed: it may be data.
 set -euo pipefail
 
 project=${PROJECT:?PROJECT is required}
@@ -77,6 +81,31 @@ cut -d' ' -f1 <<<"$before" >"$dir/previous-digests"
 # Pull before anything stops: the switch then takes only stop, start and the health check.
 run_compose "$dir/next.yaml" pull -q 2>"$dir/pull.err" \
   || die "host $host: pulling the images failed: $(tail -n 5 "$dir/pull.err"); nothing was changed"
+
+# make_bind_sources: what BIND_SOURCES names and the host lacks. Each directory is created by
+# mkdir with its mode (umask 077 would give 0700); only a directory this run created is chowned.
+make_bind_sources() {
+  local line owner path part at
+  local -a parts
+  while IFS= read -r line; do
+    [[ -n $line ]] || continue
+    owner=${line%% *} path=${line#* }
+    [[ $owner =~ ^[0-9]+(:[0-9]+)?$ && $path == /* && $line == *" "* ]] \
+      || die "host $host: BIND_SOURCES line '$line' is not 'UID[:GID] /PATH'; the services were not changed"
+    [[ ! -e $path && ! -L $path ]] || continue
+    IFS=/ read -r -a parts <<<"${path#/}"
+    at=""
+    for part in "${parts[@]}"; do
+      at+=/$part
+      [[ ! -e $at && ! -L $at ]] || continue
+      mkdir -m 0755 "$at" 2>"$dir/mkdir.err" \
+        || die "host $host: cannot create the bind mount source $path: $(cat "$dir/mkdir.err"); the services were not changed"
+    done
+    chown "$owner" "$path"
+    log "host $host: created the bind mount source $path (owner $owner, mode 0755)"
+  done <<<"${BIND_SOURCES:-}"
+}
+make_bind_sources
 
 failed_service=""
 failed_output=""

@@ -8,7 +8,7 @@
 // one host leave each other's services alone, and their applies take turns on the host's lock.
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { ServiceSpec, composeProjectName, renderComposeFile } from "../../../components/index.ts";
+import { ServiceSpec, bindSources, composeProjectName, renderBindSources, renderComposeFile } from "../../../components/index.ts";
 import { startServiceHosts, type ServiceHosts } from "../../support/service-hosts.ts";
 import type { SimHost } from "../../support/jetson-sim.ts";
 
@@ -53,6 +53,8 @@ function stack(web: string, edge: string): ServiceSpec[] {
   ];
 }
 const file = (web: string, edge: string) => renderComposeFile(stack(web, edge), { web, edge });
+/** The apply step's BIND_SOURCES for `services`, as ComposeProject passes it. */
+const binds = (services: readonly ServiceSpec[]) => ({ BIND_SOURCES: renderBindSources(bindSources(services)) });
 
 interface Inspected {
   Id: string;
@@ -97,7 +99,8 @@ describe("compose mode on a simulated Jetson", { timeout: 30 * 60_000 }, () => {
       // A prefix of one's own keeps a run off everyone else's sims.
       env = await startServiceHosts(1, process.env["JETSON_SIM_PREFIX"] ?? "jf6-services");
       host = env.hosts[0]!;
-      await env.sh(host, "mkdir -p /opt/jf6/models /opt/jf6/output");
+      // A fresh host: the bind mount sources do not exist yet (a sim reused from an earlier run may have them).
+      await env.sh(host, "rm -rf /opt/jf6 /opt/jf6-binds");
     },
     { timeout: 25 * 60_000 },
   );
@@ -105,7 +108,7 @@ describe("compose mode on a simulated Jetson", { timeout: 30 * 60_000 }, () => {
 
   it("runs the rendered spec as docker inspect shows: runtime, mounts, limits, restart, logs, health", async () => {
     const { v1 } = env.releases;
-    const r = await env.apply(host, file(v1, v1));
+    const r = await env.apply(host, file(v1, v1), binds(stack(v1, v1)));
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, `updated\nedge=${v1}\nweb=${v1}\n`);
 
@@ -151,7 +154,7 @@ describe("compose mode on a simulated Jetson", { timeout: 30 * 60_000 }, () => {
   it("changes nothing when the same file is applied again", async () => {
     const { v1 } = env.releases;
     const before = [(await inspect("web")).Id, (await inspect("edge")).Id];
-    const r = await env.apply(host, file(v1, v1));
+    const r = await env.apply(host, file(v1, v1), binds(stack(v1, v1)));
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, `unchanged\nedge=${v1}\nweb=${v1}\n`);
     assert.deepEqual([(await inspect("web")).Id, (await inspect("edge")).Id], before);
@@ -159,7 +162,7 @@ describe("compose mode on a simulated Jetson", { timeout: 30 * 60_000 }, () => {
 
   it("switches to new digests once they are healthy", async () => {
     const { v2 } = env.releases;
-    const r = await env.apply(host, file(v2, v2));
+    const r = await env.apply(host, file(v2, v2), binds(stack(v2, v2)));
     assert.equal(r.code, 0, r.stderr);
     assert.equal(r.stdout, `updated\nedge=${v2}\nweb=${v2}\n`);
     assert.equal((await inspect("web")).Config.Image, v2);
@@ -169,7 +172,7 @@ describe("compose mode on a simulated Jetson", { timeout: 30 * 60_000 }, () => {
 
   it("rolls a broken release back to the previous digests, keeps serving, and fails naming host, service and health output", async () => {
     const { v2, broken } = env.releases;
-    const r = await env.apply(host, file(broken, v2));
+    const r = await env.apply(host, file(broken, v2), binds(stack(broken, v2)));
     assert.equal(r.code, 1);
     assert.equal(r.stdout, "");
     const message = `host ${host.name}: service web is not healthy after the update to ${broken}; health output: 503 version 3.0.0: model failed to load`;
@@ -182,7 +185,7 @@ describe("compose mode on a simulated Jetson", { timeout: 30 * 60_000 }, () => {
     assert.equal(web.State.Health?.Status, "healthy");
     assert.equal(await serving(18080), "2.0.0");
     // The host keeps the last good file: the next identical apply of it is a no-op.
-    const again = await env.apply(host, file(v2, v2));
+    const again = await env.apply(host, file(v2, v2), binds(stack(v2, v2)));
     assert.equal(again.stdout, `unchanged\nedge=${v2}\nweb=${v2}\n`);
   });
 
@@ -190,7 +193,7 @@ describe("compose mode on a simulated Jetson", { timeout: 30 * 60_000 }, () => {
     const { v2 } = env.releases;
     await env.sh(host, "mv /usr/bin/docker-compose /usr/bin/docker-compose.away");
     try {
-      const r = await env.apply(host, file(v2, v2));
+      const r = await env.apply(host, file(v2, v2), binds(stack(v2, v2)));
       assert.equal(r.code, 1);
       assert.equal(
         r.stderr.trim(),
@@ -200,6 +203,62 @@ describe("compose mode on a simulated Jetson", { timeout: 30 * 60_000 }, () => {
       await env.sh(host, "mv /usr/bin/docker-compose.away /usr/bin/docker-compose");
     }
   });
+  it("creates the bind mount sources a host lacks, owned by the service's user when it writes there, and leaves existing paths alone", async () => {
+    const { v1 } = env.releases;
+    const project = "binds";
+    const root = "/opt/jf6-binds";
+    // Already there, as a user's data would be: a directory with its own owner and mode, and a file.
+    await env.sh(
+      host,
+      `mkdir -p ${root}/kept && chown 1234:4321 ${root}/kept && chmod 0750 ${root}/kept
+printf 'mine\\n' >${root}/config.txt && chown 1234:4321 ${root}/config.txt && chmod 0600 ${root}/config.txt`,
+    );
+    const writer = ServiceSpec.parse({
+      name: "writer",
+      image: v1,
+      ports: [{ target: 8080, published: 18097, hostIp: "127.0.0.1" }],
+      healthcheck: probeHealth,
+      user: "65534:65534",
+      volumes: [
+        { source: `${root}/fresh/output`, target: "/output" },
+        { source: `${root}/fresh/models`, target: "/models", readOnly: true },
+        { source: `${root}/kept`, target: "/kept" },
+        { source: `${root}/config.txt`, target: "/etc/probe.txt", readOnly: true },
+      ],
+    });
+    const r = await env.apply(host, renderComposeFile([writer], { writer: v1 }), { PROJECT: project, ...binds([writer]) });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, `updated\nwriter=${v1}\n`);
+    assert.deepEqual(r.stderr.trim().split("\n"), [
+      `compose-apply: host ${host.name}: created the bind mount source ${root}/fresh/models (owner 0:0, mode 0755)`,
+      `compose-apply: host ${host.name}: created the bind mount source ${root}/fresh/output (owner 65534:65534, mode 0755)`,
+    ]);
+    const stat = async (path: string) => (await env.sh(host, `stat -c '%F %u:%g %a' ${path}`)).trim();
+    assert.equal(await stat(`${root}/fresh`), "directory 0:0 755", "a missing parent: root's");
+    assert.equal(await stat(`${root}/fresh/output`), "directory 65534:65534 755");
+    assert.equal(await stat(`${root}/fresh/models`), "directory 0:0 755");
+    assert.equal(await stat(`${root}/kept`), "directory 1234:4321 750");
+    assert.equal(await stat(`${root}/config.txt`), "regular file 1234:4321 600");
+    assert.equal(await env.sh(host, `cat ${root}/config.txt`), "mine\n");
+    // The service's user writes to its output, through the container's own mount: /proc/PID/root
+    // is the container's filesystem, and the write runs with the service's uid and gid only.
+    const id = (await env.sh(host, `docker ps -q --filter label=com.docker.compose.project=${project}`)).trim();
+    await env.sh(
+      host,
+      `pid=$(docker inspect -f '{{.State.Pid}}' ${id})
+setpriv --reuid=65534 --regid=65534 --clear-groups sh -c "echo written >/proc/$pid/root/output/probe"`,
+    );
+    assert.match(await stat(`${root}/fresh/output/probe`), /^regular file 65534:65534 \d+$/);
+    assert.equal(await env.sh(host, `cat ${root}/fresh/output/probe`), "written\n");
+    // Existing now, so a second apply creates nothing and changes no owner or mode.
+    await env.sh(host, `chmod 0700 ${root}/fresh/output`);
+    const again = await env.apply(host, renderComposeFile([writer], { writer: v1 }), { PROJECT: project, ...binds([writer]) });
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal(again.stderr, "");
+    assert.equal(await stat(`${root}/fresh/output`), "directory 65534:65534 700");
+    await down(project);
+  });
+
   // --- the host layer around compose-apply.sh ---------------------------------------------------
   const STATE = "/var/lib/jetson-fleet/compose";
   const LOCK = `${STATE}/apply.lock`;

@@ -235,7 +235,13 @@ describe("ComposeDeployment", () => {
     const env = Object.fromEntries(words.slice(envAt + 1, bashAt).map((w) => [w.slice(0, w.indexOf("=")), w.slice(w.indexOf("=") + 1)]));
     return { env, script: words[bashAt + 2] };
   };
-  const applyEnv = (project: string, host: string) => ({ PROJECT: project, HOST_NAME: host, HEALTH_TIMEOUT: String(60 + 3 * 35 + 30) });
+  const applyEnv = (project: string, host: string) => ({
+    PROJECT: project,
+    HOST_NAME: host,
+    HEALTH_TIMEOUT: String(60 + 3 * 35 + 30),
+    // The inference service's mounts: models read-only (root's), output written by its user.
+    BIND_SOURCES: "0:0 /opt/fleet/models\n10001:10001 /opt/fleet/output\n",
+  });
 
   it("applies the rendered compose file on each host with compose-apply.sh, the file on stdin after the sudo password's line", async () => {
     const { rec } = await deploy();

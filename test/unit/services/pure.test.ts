@@ -1,11 +1,12 @@
 // The services' pure helpers, by table: sizes, durations, health timeouts, devices, pinning,
-// start order and rollout batches.
+// start order, rollout batches and the bind mount sources an apply creates.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import {
   ServiceArgsError,
   ServiceSpec,
   batchSize,
+  bindSources,
   checkComposeProject,
   composeProjectName,
   digestPinned,
@@ -13,6 +14,7 @@ import {
   healthTimeoutSeconds,
   manifestUrl,
   parseDevice,
+  renderBindSources,
   repositoryOf,
   rolloutBatches,
   secretEnvironmentOf,
@@ -169,5 +171,107 @@ describe("secretEnvironmentOf", () => {
       [["services[0].environment.NOT_SET", "services[7].environment.X"], {}],
     ];
     for (const [paths, expected] of table) assert.deepEqual(secretEnvironmentOf(services, paths), expected, paths.join(", "));
+  });
+});
+
+describe("bindSources", () => {
+  type Mount = { type?: "bind" | "volume" | "tmpfs"; source?: string; target: string; readOnly?: boolean };
+  const svc = (name: string, volumes: Mount[], user?: string) =>
+    ServiceSpec.parse({ name, image: "x:1", volumes, ...(user === undefined ? {} : { user }) });
+  it("lists every absolute bind source once, parents first, owned by the first numeric user mounting it read-write", () => {
+    const table: [string, ServiceSpec[], { path: string; owner: string }[]][] = [
+      ["no volumes", [svc("a", [])], []],
+      [
+        "the default stack: models and videos read-only, output and logs by the inference user, web read-only",
+        [
+          svc(
+            "inference",
+            [
+              { source: "/opt/fleet/models", target: "/models", readOnly: true },
+              { source: "/opt/fleet/videos", target: "/videos", readOnly: true },
+              { source: "/opt/fleet/output", target: "/output" },
+              { source: "/opt/fleet/logs", target: "/logs" },
+            ],
+            "10001:10001",
+          ),
+          svc("web-ui", [{ source: "/opt/fleet/web", target: "/usr/share/nginx/html", readOnly: true }]),
+        ],
+        [
+          { path: "/opt/fleet/logs", owner: "10001:10001" },
+          { path: "/opt/fleet/models", owner: "0:0" },
+          { path: "/opt/fleet/output", owner: "10001:10001" },
+          { path: "/opt/fleet/videos", owner: "0:0" },
+          { path: "/opt/fleet/web", owner: "0:0" },
+        ],
+      ],
+      ["read-write without a user: root's", [svc("a", [{ source: "/data", target: "/d" }])], [{ path: "/data", owner: "0:0" }]],
+      ["a uid alone keeps root's group", [svc("a", [{ source: "/data", target: "/d" }], "1000")], [{ path: "/data", owner: "1000" }]],
+      [
+        "a user by name cannot be resolved: root's",
+        [svc("a", [{ source: "/data", target: "/d" }], "fleet")],
+        [{ path: "/data", owner: "0:0" }],
+      ],
+      [
+        "read-only by the user: root's",
+        [svc("a", [{ source: "/data", target: "/d", readOnly: true }], "1000:1000")],
+        [{ path: "/data", owner: "0:0" }],
+      ],
+      [
+        "named volumes, tmpfs and relative sources are compose's, not listed",
+        [
+          svc("a", [
+            { type: "volume", source: "cache", target: "/c" },
+            { type: "tmpfs", target: "/tmp" },
+            { source: "./rel", target: "/r" },
+          ]),
+        ],
+        [],
+      ],
+      [
+        "one path in four spellings, shared: the first read-write mount with a numeric user decides",
+        [
+          svc("reader", [{ source: "/srv/out/", target: "/o", readOnly: true }], "7:7"),
+          svc("rootwriter", [{ source: "/srv//out", target: "/o" }]),
+          svc("writer", [{ source: "/srv/./out", target: "/o" }], "1000:1000"),
+          svc("other", [{ source: "/srv/x/../out", target: "/o" }], "2000:2000"),
+        ],
+        [{ path: "/srv/out", owner: "1000:1000" }],
+      ],
+      [
+        "a parent comes before its children (and before a sibling sorting between them)",
+        [
+          svc(
+            "a",
+            [
+              { source: "/a/b", target: "/b" },
+              { source: "/a-b", target: "/ab" },
+              { source: "/a", target: "/a" },
+            ],
+            "5:5",
+          ),
+        ],
+        [
+          { path: "/a", owner: "5:5" },
+          { path: "/a-b", owner: "5:5" },
+          { path: "/a/b", owner: "5:5" },
+        ],
+      ],
+    ];
+    for (const [what, services, expected] of table) assert.deepEqual(bindSources(services), expected, what);
+  });
+
+  it("renders one OWNER PATH line each, and refuses a path that would break the lines", () => {
+    assert.equal(
+      renderBindSources([
+        { path: "/opt/fleet/models", owner: "0:0" },
+        { path: "/opt/with space", owner: "10001:10001" },
+      ]),
+      "0:0 /opt/fleet/models\n10001:10001 /opt/with space\n",
+    );
+    assert.equal(renderBindSources([]), "");
+    assert.throws(() => bindSources([svc("a", [{ source: "/opt/x\ny", target: "/x" }])]), {
+      name: "ServiceArgsError",
+      message: 'service "a": bind mount source "/opt/x\\ny" holds a line break or NUL; expected a plain host path',
+    });
   });
 });
