@@ -1,13 +1,24 @@
 #!/usr/bin/env bash
-# What the dev stack builds and pushes with on this machine: a registry at the dev stack's
-# registry.server (127.0.0.1:5000) holding the stand-in L4T base images, and a buildkitd with its
-# buildx builder. Both keep their state under ${JETSON_FLEET_CACHE:-~/.cache/jetson-fleet}/dev, so
-# layer cache and pushed images survive restarts.
+# What the dev stack runs on this machine: a registry at the dev stack's registry.server
+# (127.0.0.1:5000) holding the stand-in L4T base images, a buildkitd with its buildx builder, and
+# the simulated Jetsons the stack deploys to. Registry and buildkitd keep their state under
+# ${JETSON_FLEET_CACHE:-~/.cache/jetson-fleet}/dev, so layer cache and pushed images survive
+# restarts; the sims keep their identities (host keys, addresses) in the cache too.
 #
-#   tools/dev-env.sh start    start both (idempotent); prints `export BUILDX_CONFIG=... BUILDX_BUILDER=...`
-#   tools/dev-env.sh stop     stop both
+#   tools/dev-env.sh start    start everything (idempotent); prints
+#                             `export BUILDX_CONFIG=... BUILDX_BUILDER=... JETSON_DEV_SIMS=...`
+#                             (JETSON_DEV_SIMS: a file with one JSON line per sim, tools/jetson-sim.sh's)
+#   tools/dev-env.sh stop     stop everything, the sims included (their identities stay in the cache)
+#   tools/dev-env.sh stop-sims  stop the sims and their tunnels only
 #
-# Needs tools/machine.sh first (docker-registry, skopeo, dockerd).
+# Registry contents: the L4T bases and the stand-ins for the default stack's external images
+# (images/stand-ins). Sims: JETSON_DEV_HOSTS of them (default 3), jetson-dev-1..N
+# (JETSON_SIM_PREFIX), sim i at 127.0.1.i (JETSON_SIM_ADDRESS_NET) with the dev stack's service
+# ports published there (JETSON_SIM_PUBLISH), so each host's services answer on an address of its own.
+# Each reaches the registry at its own 127.0.0.1:5000 through an SSH tunnel, as a Jetson on a
+# lab network reaches the fleet's registry (loopback registries need no TLS).
+#
+# Needs tools/machine.sh first (docker-registry, skopeo, dockerd) and Node.js on PATH.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,6 +57,63 @@ push_bases() {
   skopeo copy --quiet --dest-tls-verify=false "docker-daemon:$runtime" "docker://$REGISTRY/l4t-sim:runtime" >&2
 }
 
+# Tests run their own sims beside the dev stack's by setting both.
+export JETSON_SIM_PREFIX=${JETSON_SIM_PREFIX:-jetson-dev} JETSON_SIM_ADDRESS_NET=${JETSON_SIM_ADDRESS_NET:-127.0.1}
+
+# The host ports the dev stack's services claim (a host-network service its targets, a bridge one
+# its published ports): the sims publish exactly these.
+stack_ports() {
+  # shellcheck disable=SC2016 # JavaScript, not shell
+  node --input-type=module -e '
+    import { readFileSync } from "node:fs";
+    import { parse } from "yaml";
+    const services = parse(readFileSync("Pulumi.dev.yaml", "utf8")).config["jetson-fleet:services"] ?? [];
+    const ports = services.flatMap((s) => (s.ports ?? []).map((p) => `${s.network === "host" ? p.target : (p.published ?? p.target)}/${p.protocol ?? "tcp"}`));
+    console.log([...new Set(ports)].join(" "));'
+}
+
+# One SSH tunnel per sim: the sim's 127.0.0.1:5000 is this machine's registry. Restarted when it died.
+start_tunnels() {
+  local sims=$1 vars line name address port key pidfile known
+  vars=$(tools/jetson-sim.sh env)
+  eval "$vars"
+  while IFS= read -r line; do
+    read -r name address port key < <(jq -r '"\(.name) \(.address) \(.port) \(.hostKey)"' <<<"$line")
+    pidfile=$dir/tunnels/$name.pid
+    known=$dir/tunnels/$name.known_hosts
+    mkdir -p "$dir/tunnels"
+    if [[ -s $pidfile ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null \
+      && /usr/bin/docker exec "$name" curl -fs -o /dev/null "http://$REGISTRY/v2/"; then
+      continue
+    fi
+    if [[ -s $pidfile ]]; then kill "$(cat "$pidfile")" 2>/dev/null || true; fi
+    printf '[%s]:%s %s\n' "$address" "$port" "$key" >"$known"
+    log "tunnel: $name's 127.0.0.1:5000 -> the registry"
+    setsid ssh -N -i "$JETSON_SIM_PRIVATE_KEY" -p "$port" -o "UserKnownHostsFile=$known" -o StrictHostKeyChecking=yes \
+      -o BatchMode=yes -o IdentitiesOnly=yes -o ExitOnForwardFailure=yes -o ServerAliveInterval=10 \
+      -R "$REGISTRY:$REGISTRY" "jetson@$address" </dev/null >"$dir/tunnels/$name.log" 2>&1 &
+    echo $! >"$pidfile"
+    for _ in $(seq 1 100); do
+      /usr/bin/docker exec "$name" curl -fs -o /dev/null "http://$REGISTRY/v2/" && break
+      sleep 0.2
+    done
+    /usr/bin/docker exec "$name" curl -fs -o /dev/null "http://$REGISTRY/v2/" || {
+      cat "$dir/tunnels/$name.log" >&2
+      log "error: $name does not reach the registry through its tunnel"
+      exit 1
+    }
+  done <"$sims"
+}
+
+stop_tunnels() {
+  local pidfile
+  for pidfile in "$dir"/tunnels/"$JETSON_SIM_PREFIX"-*.pid; do
+    [[ -e $pidfile ]] || continue
+    kill "$(cat "$pidfile")" 2>/dev/null || true
+    rm -f "$pidfile"
+  done
+}
+
 # The stand-ins for the external images of the dev stack's services (images/stand-ins/): each goes
 # in as stand-in/<name>:<version stood in for>, the tag Pulumi.dev.yaml names and the program
 # resolves to a digest.
@@ -67,9 +135,21 @@ case ${1:-} in
     mkdir -p "$dir/bk"
     export BUILDX_CONFIG=$dir/buildx
     builder=$(tools/buildkit.sh start "$dir/bk" "$REGISTRY" | tail -n 1)
-    printf 'export BUILDX_CONFIG=%q BUILDX_BUILDER=%q\n' "$BUILDX_CONFIG" "$builder"
+    count=${JETSON_DEV_HOSTS:-3}
+    [[ $count =~ ^[1-9][0-9]?$ ]] || { log "JETSON_DEV_HOSTS=$count: expected a number of hosts from 1 to 99"; exit 2; }
+    sims=$dir/$JETSON_SIM_PREFIX.jsonl
+    JETSON_SIM_PUBLISH=${JETSON_SIM_PUBLISH-$(stack_ports)} tools/jetson-sim.sh start "$count" >"$sims.tmp"
+    mv "$sims.tmp" "$sims"
+    start_tunnels "$sims"
+    printf 'export BUILDX_CONFIG=%q BUILDX_BUILDER=%q JETSON_DEV_SIMS=%q\n' "$BUILDX_CONFIG" "$builder" "$sims"
+    ;;
+  stop-sims)
+    stop_tunnels
+    tools/jetson-sim.sh stop
     ;;
   stop)
+    stop_tunnels
+    tools/jetson-sim.sh stop
     tools/buildkit.sh stop "$dir/bk"
     if [[ -s $dir/registry/registry.pid ]]; then
       kill "$(cat "$dir/registry/registry.pid")" 2>/dev/null || true
@@ -77,7 +157,7 @@ case ${1:-} in
     fi
     ;;
   *)
-    log "usage: tools/dev-env.sh start | stop"
+    log "usage: tools/dev-env.sh start | stop | stop-sims"
     exit 2
     ;;
 esac

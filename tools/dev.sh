@@ -1,15 +1,23 @@
 #!/usr/bin/env bash
 # The dev stack end to end on this machine: installs and starts what it needs (Node.js, npm
-# packages, Docker engine, the dev registry and buildkitd, the Pulumi toolchain), then runs Pulumi
-# on the `dev` stack.
+# packages, Docker engine, the Pulumi CLI and the plugins the dev stack uses, the dev registry,
+# buildkitd and the simulated Jetsons), gives the sims to the dev stack, then runs Pulumi on it.
 #
-#   tools/dev.sh               pulumi up --yes --stack dev
-#   tools/dev.sh preview       any other pulumi command, on the dev stack
+#   tools/dev.sh               pulumi up --yes --stack dev, then where each host's services answer
+#                              and how many SSH sessions the run opened on each host
+#   tools/dev.sh destroy       pulumi destroy --yes, then what stays on the hosts
+#   tools/dev.sh ARGS...       any other pulumi command on the dev stack (preview, refresh, stack output, ...)
 #
-# State goes to the local file backend and secrets use the passphrase provider unless
-# PULUMI_BACKEND_URL / PULUMI_CONFIG_PASSPHRASE say otherwise: no account needed.
+# The committed Pulumi.dev.yaml holds no hosts: the sims are this machine's. Pulumi runs in a
+# project directory in the cache whose stack file is Pulumi.dev.yaml plus the sims (address, port,
+# pinned host key; the client key and sudo password stored encrypted), remade whenever either changes.
+# The repository's files stay as they are.
+#
+# Environment: JETSON_DEV_HOSTS (number of sims, default 3); PULUMI_BACKEND_URL /
+# PULUMI_CONFIG_PASSPHRASE (default: a local file backend in the cache, the dev passphrase).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+repo=$PWD
 step() { printf '==> %s\n' "$*" >&2; }
 
 step "Node.js and npm packages"
@@ -17,15 +25,17 @@ PATH="$(tools/node.sh):$PATH"
 tools/npm-install.sh
 step "machine: Debian packages and dockerd"
 tools/machine.sh
-step "dev registry and BuildKit daemon"
-eval "$(tools/dev-env.sh start)"
-step "Pulumi toolchain"
-bin=$(tools/toolchain.sh | tail -n 1)
+step "Pulumi CLI and the dev stack's plugins"
+# Only what the dev stack runs: the host steps (command) and the image build (docker-build).
+bin=$(tools/toolchain.sh command docker-build | tail -n 1)
 PATH="$bin:$PATH"
 export PATH
+step "dev registry, BuildKit daemon and simulated Jetsons"
+eval "$(tools/dev-env.sh start)"
 
 cache=${JETSON_FLEET_CACHE:-$HOME/.cache/jetson-fleet}
-mkdir -p "$cache/state"
+work=$cache/dev/project
+mkdir -p "$cache/state" "$work"
 export PULUMI_BACKEND_URL=${PULUMI_BACKEND_URL:-file://$cache/state}
 # Where tools/toolchain.sh installed the plugins.
 export PULUMI_HOME=${PULUMI_HOME:-$cache/pulumi-home}
@@ -33,11 +43,86 @@ export PULUMI_HOME=${PULUMI_HOME:-$cache/pulumi-home}
 export PULUMI_CONFIG_PASSPHRASE=${PULUMI_CONFIG_PASSPHRASE-jetson-fleet-dev}
 export PULUMI_SKIP_UPDATE_CHECK=true PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
 
-pulumi stack select --create --non-interactive dev >/dev/null
-if (($#)); then
-  step "pulumi $* --stack dev"
-  pulumi "$@" --stack dev
-else
-  step "pulumi up --stack dev"
-  pulumi up --yes --stack dev
+# The project directory: the repository's program linked, its own stack file.
+for entry in index.ts components images node_modules package.json tsconfig.json Pulumi.yaml; do
+  ln -sfn "$repo/$entry" "$work/$entry"
+done
+eval "$(tools/jetson-sim.sh env)"
+mapfile -t sims < <(jq -r .name "$JETSON_DEV_SIMS")
+inputs=$(cat Pulumi.dev.yaml "$JETSON_DEV_SIMS" "$JETSON_SIM_PRIVATE_KEY" "$JETSON_SIM_SUDO_PASSWORD_FILE" | sha256sum | cut -c1-16)
+cd "$work"
+if [[ $(cat .stack-inputs 2>/dev/null) != "$inputs" ]]; then
+  step "dev stack config: Pulumi.dev.yaml and $(wc -l <"$JETSON_DEV_SIMS") simulated Jetsons"
+  # Written before the stack is selected: it carries the committed file's encryption salt.
+  # shellcheck disable=SC2016 # JavaScript, not shell
+  node --input-type=module -e '
+    import { readFileSync, writeFileSync } from "node:fs";
+    import { parseDocument } from "yaml";
+    const [committed, sims] = process.argv.slice(1);
+    const doc = parseDocument(readFileSync(committed, "utf8"));
+    const hosts = readFileSync(sims, "utf8").trim().split("\n").map((line) => JSON.parse(line))
+      .map((s) => ({ name: s.name, address: s.address, port: s.port, user: s.user, hostKey: s.hostKey, l4tRelease: s.l4tRelease, arch: "amd64" }));
+    doc.setIn(["config", "jetson-fleet:hosts"], hosts);
+    doc.commentBefore = " Made by tools/dev.sh from the repository'"'"'s Pulumi.dev.yaml and the simulated Jetsons; edit those.";
+    writeFileSync("Pulumi.dev.yaml.tmp", doc.toString());
+  ' "$repo/Pulumi.dev.yaml" "$JETSON_DEV_SIMS"
+  mv Pulumi.dev.yaml.tmp Pulumi.dev.yaml
+  pulumi stack select --create --non-interactive dev >/dev/null
+  # Secrets go in on stdin: never an argument.
+  for ((i = 0; i < ${#sims[@]}; i++)); do
+    pulumi config set --stack dev --secret --path "hosts[$i].privateKey" <"$JETSON_SIM_PRIVATE_KEY"
+    pulumi config set --stack dev --secret --path "hosts[$i].sudoPassword" <"$JETSON_SIM_SUDO_PASSWORD_FILE"
+  done
+  echo "$inputs" >.stack-inputs
 fi
+pulumi stack select --create --non-interactive dev >/dev/null
+
+# SSH logins a sim has accepted so far (from its sshd's journal, read without SSH).
+logins() { /usr/bin/docker exec "$1" journalctl -q -u ssh.service -o cat | grep -c '^Accepted publickey' || true; }
+
+# A sim made anew since the last successful up (tools/dev-env.sh stop, a changed sim image) is a
+# fresh host the state still calls bootstrapped: every step the stack ran on it runs again.
+replaced_sims() {
+  local name
+  for name in "${sims[@]}"; do
+    [[ $(jq -r --arg n "$name" 'select(.name == $n) | .id' "$JETSON_DEV_SIMS") == "$(awk -v n="$name" '$1 == n { print $2 }' .deployed-sims 2>/dev/null)" ]] ||
+      printf '%s\n' "$name"
+  done
+}
+
+case ${1:-up} in
+  up)
+    declare -A before
+    for sim in "${sims[@]}"; do before[$sim]=$(logins "$sim"); done
+    replace=()
+    mapfile -t fresh < <(replaced_sims)
+    if ((${#fresh[@]})); then
+      pattern=$(printf '%s|' "${fresh[@]}")
+      mapfile -t replace < <(pulumi stack export --stack dev | jq -r --arg p "${pattern%|}" \
+        '.deployment.resources // [] | .[] | select(.type == "command:remote:Command") | .urn | select(test("::((" + $p + ")-[a-z-]+|services-(" + $p + ")-apply)$"))')
+      ((${#replace[@]} == 0)) || step "fresh sims (${fresh[*]}): their ${#replace[@]} steps run again"
+    fi
+    step "pulumi up --stack dev"
+    pulumi up --yes --stack dev "${replace[@]/#/--replace=}"
+    jq -r '"\(.name) \(.id)"' "$JETSON_DEV_SIMS" >.deployed-sims
+    step "where each host's services answer"
+    pulumi stack output --stack dev serviceEndpoints --json
+    step "SSH sessions this run opened on each host (remote commands run)"
+    for sim in "${sims[@]}"; do printf '%s: %d\n' "$sim" $(($(logins "$sim") - before[$sim])); done
+    ;;
+  destroy)
+    step "pulumi destroy --stack dev"
+    pulumi destroy --yes --stack dev
+    cat >&2 <<'EOF'
+==> what stays on the hosts
+The services and their containers are gone. What JetsonHost installed stays, as on a real Jetson
+that leaves the fleet: the Docker engine, the NVIDIA container toolkit and the compose tool (held
+at their pinned versions), /etc/docker/daemon.json as merged, and pulled images. Remove the sims
+themselves with: tools/dev-env.sh stop
+EOF
+    ;;
+  *)
+    step "pulumi $* --stack dev"
+    pulumi "$@" --stack dev
+    ;;
+esac

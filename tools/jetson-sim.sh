@@ -5,7 +5,8 @@
 #
 #   tools/jetson-sim.sh start [N]   start PREFIX-1..N (default 1; running ones are reused) and print
 #                                   one JSON line per host once its sshd answers:
-#                                   {"name","address","port","user","hostKey","l4tRelease"}
+#                                   {"name","address","port","user","hostKey","l4tRelease","id"}
+#                                   (id: the container's; a replaced sim is a fresh host)
 #   tools/jetson-sim.sh stop        remove PREFIX-* and their volumes
 #   tools/jetson-sim.sh status      one JSON line per PREFIX-* container, with its "state"
 #   tools/jetson-sim.sh env         the client key, sudo password file and repository, as shell exports
@@ -35,6 +36,12 @@ port_base=${JETSON_SIM_PORT_BASE:-22000}
 address_net=${JETSON_SIM_ADDRESS_NET:-}
 read -ra publish <<<"${JETSON_SIM_PUBLISH:-}"
 label=jetson-fleet.sim
+# How a sim runs: what makes systemd and an inner dockerd work without --privileged (which fails
+# here). Without CAP_SYS_RESOURCE no limit inside rises above this machine's hard limits
+# (memlock: 8 MiB here), so stacks for the sims ask no more than those.
+SIM_FLAGS=(--cap-add ALL --cap-drop SYS_RESOURCE
+  --security-opt seccomp=unconfined --security-opt apparmor=unconfined
+  -v /sys/fs/cgroup:/sys/fs/cgroup:rw --tmpfs /run --tmpfs /run/lock)
 log() { printf 'jetson-sim: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
 
@@ -86,8 +93,9 @@ describe() {
   done
   [[ -n $key ]] || die "$name: sshd did not answer on $address:$port in 60 s"
   sim_release=$("$DOCKER" inspect -f '{{range .Config.Env}}{{println .}}{{end}}' "$name" | sed -n 's/^JETSON_SIM_L4T_RELEASE=//p')
-  jq -cn --arg name "$name" --arg address "$address" --argjson port "$port" --arg key "$key" --arg release "$sim_release" --argjson extra "$extra" \
-    '{name: $name, address: $address, port: $port, user: "jetson", hostKey: $key, l4tRelease: $release} + $extra'
+  jq -cn --arg name "$name" --arg address "$address" --argjson port "$port" --arg key "$key" --arg release "$sim_release" \
+    --arg id "$("$DOCKER" inspect -f '{{.Id}}' "$name")" --argjson extra "$extra" \
+    '{name: $name, address: $address, port: $port, user: "jetson", hostKey: $key, l4tRelease: $release, id: $id} + $extra'
 }
 
 start() {
@@ -107,7 +115,7 @@ start() {
     mkdir -p "$state/$name/host-keys"
     chmod 700 "$state/$name/host-keys"
     # What the container was made with: a sim made otherwise is replaced (keeping its host keys).
-    shape="$release $address ${publish[*]}"
+    shape="$release $address ${publish[*]} ${SIM_FLAGS[*]}"
     if "$DOCKER" container inspect "$name" >/dev/null 2>&1; then
       running=$("$DOCKER" inspect -f '{{.State.Running}} {{.Config.Image}} {{index .Config.Labels "jetson-fleet.sim.shape"}}' "$name")
       if [[ $running == "true $image $shape" ]]; then
@@ -135,9 +143,7 @@ start() {
     log "starting $name (ssh $address:$port${publish[*]:+; publishes ${publish[*]}})"
     "$DOCKER" run -d --name "$name" --hostname "$name" \
       --label "$label=$prefix" --label "$label.release=$release" --label "$label.shape=$shape" \
-      --cap-add ALL --cap-drop SYS_RESOURCE \
-      --security-opt seccomp=unconfined --security-opt apparmor=unconfined \
-      -v /sys/fs/cgroup:/sys/fs/cgroup:rw --tmpfs /run --tmpfs /run/lock \
+      "${SIM_FLAGS[@]}" \
       -v "$name-docker:/var/lib/docker" \
       -v "$repo_dir:/opt/nvidia-l4t-repo:ro" \
       -v "$state/$name/authorized_keys:/etc/jetson-sim/authorized_keys:ro" \
