@@ -186,7 +186,8 @@ export class JetsonHost extends pulumi.ComponentResource {
           ...(stdin !== "" ? { stdin: pulumi.secret(stdin) } : {}),
           addPreviousOutputInEnv: false,
         },
-        { parent: this, ...(previous ? { dependsOn: [previous] } : {}) },
+        // A delete undoes the create (a logout undoes a login): on a replacement it must run first.
+        { parent: this, ...(previous ? { dependsOn: [previous] } : {}), ...(options.delete ? { deleteBeforeReplace: true } : {}) },
       );
       previous = cmd;
       return cmd;
