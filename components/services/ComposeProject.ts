@@ -4,6 +4,7 @@
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import type { ServiceSpec } from "../config/index.ts";
+import { createHash } from "node:crypto";
 import { contentHash, hostCommand, hostStdin } from "../host/index.ts";
 import { bindSources, checkComposeProject, composeProjectName, renderBindSources, renderComposeFile } from "./compose.ts";
 import type { ServiceHost } from "./hosts.ts";
@@ -63,8 +64,15 @@ export interface ComposeProjectArgs {
  *
  * Children: `<name>-apply`, and one `Service` per service (`<name>-<service>`, type
  * `jetson:services:Service`, registered inputs `{ host, service }`), which stand for the services
- * this project runs. Removing the project from the stack leaves the containers running: an
- * apply step is replaced whenever the file changes, so it has no delete action.
+ * this project runs.
+ *
+ * Deleting the project (`pulumi destroy`, or a host or the services leaving the stack) runs the
+ * apply step's delete: `down --remove-orphans` for this project and its state files removed,
+ * but only while the host's current compose file is the one this step applied (by sha256) and
+ * no other apply step that applied the same file still stands. A changed file or script replaces
+ * the step, and Pulumi creates the replacement before it deletes the old one: that delete finds
+ * the newer file and leaves the services running, saying so. Named volumes and images stay on
+ * the host (they may hold data; remove them by hand with `docker volume rm`).
  */
 export class ComposeProject extends pulumi.ComponentResource {
   /** The compose project name on the host. */
@@ -89,15 +97,18 @@ export class ComposeProject extends pulumi.ComponentResource {
     const file = pulumi.all(args.images).apply((images) => renderComposeFile(services, images));
     this.composeFile = hasSecrets ? pulumi.secret(file) : file;
 
-    const create = hostCommand(
-      renderServiceScript("compose-apply"),
-      {
-        PROJECT: project,
-        HOST_NAME: host.name,
-        HEALTH_TIMEOUT: String(args.healthTimeoutSeconds ?? healthTimeoutSeconds(services)),
-        BIND_SOURCES: renderBindSources(bindSources(services)),
-      },
-      host.elevation,
+    const script = renderServiceScript("compose-apply");
+    const params = {
+      PROJECT: project,
+      HOST_NAME: host.name,
+      HEALTH_TIMEOUT: String(args.healthTimeoutSeconds ?? healthTimeoutSeconds(services)),
+      BIND_SOURCES: renderBindSources(bindSources(services)),
+    };
+    const create = hostCommand(script, params, host.elevation);
+    // A re-run of the same step (its connection or password changed): it claims the file already.
+    const update = hostCommand(script, { ...params, ACTION: "update" }, host.elevation);
+    const remove = this.composeFile.apply((f) =>
+      hostCommand(script, { PROJECT: project, HOST_NAME: host.name, ACTION: "delete", FILE_SHA256: sha256(f) }, host.elevation),
     );
     const stdin = pulumi.all([host.sudoPassword, this.composeFile]).apply(([password, file]) => hostStdin(host.elevation, password, file));
     this.apply = new command.remote.Command(
@@ -105,6 +116,8 @@ export class ComposeProject extends pulumi.ComponentResource {
       {
         connection: host.connection,
         create,
+        update,
+        delete: remove,
         stdin: host.elevation === "sudo-password" || hasSecrets ? pulumi.secret(stdin) : stdin,
         triggers: [this.composeFile.apply((f) => contentHash(create, f))],
         addPreviousOutputInEnv: false,
@@ -129,4 +142,8 @@ export class ComposeProject extends pulumi.ComponentResource {
     );
     this.registerOutputs({ composeFile: this.composeFile, result: this.result });
   }
+}
+
+function sha256(text: string): string {
+  return createHash("sha256").update(text).digest("hex");
 }

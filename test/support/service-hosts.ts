@@ -17,6 +17,7 @@ import {
 import { IMAGES_DIR, removeImages } from "./images.ts";
 import { ssh, startSims, type SimFleet, type SimHost, type SshResult } from "./jetson-sim.ts";
 import { docker, run, scratchDir, startRegistry, type Registry } from "./services.ts";
+import { createHash } from "node:crypto";
 import { writeFileSync } from "node:fs";
 
 /** The registry's address as every host sees it (its end of the tunnel). */
@@ -52,6 +53,12 @@ export interface ServiceHosts {
    * and the file. PROJECT defaults to "jetson-fleet".
    */
   apply(host: SimHost, composeFile: string, env?: Record<string, string>, password?: string): Promise<SshResult>;
+  /**
+   * Runs the delete of the apply step that applied `composeFile`, as ComposeProject's renders it:
+   * ACTION=delete with the file's sha256, and the step's standard input (the provider sends a
+   * delete the stdin of the create). PROJECT defaults to "jetson-fleet".
+   */
+  remove(host: SimHost, composeFile: string, env?: Record<string, string>): Promise<SshResult>;
   /** A root shell command on the host (sent on stdin through the same elevation); rejects on a non-zero exit. */
   sh(host: SimHost, command: string): Promise<string>;
   stop(): Promise<void>;
@@ -155,6 +162,19 @@ export async function startServiceHosts(count: number, prefix: string): Promise<
         ssh(f, host, applyCommand({ PROJECT: "jetson-fleet", HOST_NAME: host.name, HEALTH_TIMEOUT: "60", ...env }), {
           input: hostStdin("sudo-password", password, composeFile),
         }),
+      remove: (host, composeFile, env = {}) =>
+        ssh(
+          f,
+          host,
+          applyCommand({
+            PROJECT: "jetson-fleet",
+            HOST_NAME: host.name,
+            ACTION: "delete",
+            FILE_SHA256: createHash("sha256").update(composeFile).digest("hex"),
+            ...env,
+          }),
+          { input: hostStdin("sudo-password", f.sudoPassword, composeFile) },
+        ),
       sh,
       stop,
     };

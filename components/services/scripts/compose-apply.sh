@@ -5,11 +5,22 @@
 # previous digests), waits for it, and the script exits 1 naming the host, the service and the
 # health output. Idempotent: an unchanged file recreates nothing.
 #
+# ACTION=delete is the apply step's delete: `down --remove-orphans` and the project's state files
+# go, but only when the host's current file is the one that step applied (FILE_SHA256) and no
+# other step that applied the very same file still stands. Pulumi replaces a step by creating the
+# new one first, so the old one's delete finds a newer file (or the same file claimed again) and
+# leaves it running. Which steps claim a file: STATE_DIR/PROJECT/owners, one sha256 line per
+# created step (ACTION=create adds its line, update re-applies without one, delete takes its own
+# out). Named volumes and images stay: they may hold data, and a later apply reuses them.
+#
 # Applies on one host run one at a time, whatever their project: they share its ports, GPU, memory
 # and image pulls, and a health wait or rollback measured beside another project's switch would
-# blame the wrong release. Each takes an exclusive lock on STATE_DIR/apply.lock for its whole run.
+# blame the wrong release. Each takes an exclusive lock on STATE_DIR/apply.lock for its whole run;
+# so does a delete.
 #
 #   PROJECT         compose project name (lower-case letters, digits, - and _)
+#   ACTION          create (default), update or delete
+#   FILE_SHA256     delete: the sha256 of the file the step applied
 #   HOST_NAME       the host's name in messages (default: hostname)
 #   HEALTH_TIMEOUT  seconds to wait for health (default 120)
 #   LOCK_TIMEOUT    seconds to wait for another apply on this host to finish (default 900)
@@ -21,6 +32,7 @@
 set -euo pipefail
 
 project=${PROJECT:?PROJECT is required}
+action=${ACTION:-create}
 host=${HOST_NAME:-$(hostname)}
 timeout=${HEALTH_TIMEOUT:-120}
 lock_timeout=${LOCK_TIMEOUT:-900}
@@ -35,14 +47,24 @@ die() {
 # Also keeps the name a single directory below the state dir.
 [[ $project =~ ^[a-z0-9][a-z0-9_-]*$ ]] \
   || die "host $host: PROJECT=$project is not a compose project name; expected lower-case letters, digits, - and _; nothing was changed"
+[[ $action =~ ^(create|update|delete)$ ]] || die "host $host: ACTION=$action: expected create, update or delete; nothing was changed"
+if [[ $action == delete ]]; then
+  want=${FILE_SHA256:-}
+  [[ $want =~ ^[0-9a-f]{64}$ ]] || die "host $host: FILE_SHA256=$want: expected the sha256 of the applied file; nothing was changed"
+fi
 
+compose=()
 if docker compose version >/dev/null 2>&1; then
   compose=(docker compose)
 elif command -v docker-compose >/dev/null 2>&1; then
   compose=(docker-compose)
-else
-  die "host $host: neither 'docker compose' nor 'docker-compose' is installed; expected one of them; nothing was changed"
 fi
+need_compose() {
+  ((${#compose[@]})) \
+    || die "host $host: neither 'docker compose' nor 'docker-compose' is installed; expected one of them; nothing was changed"
+}
+# A delete with nothing to remove needs no compose tool.
+[[ $action == delete ]] || need_compose
 # run_compose FILE ARGS...
 run_compose() {
   local file=$1
@@ -51,7 +73,7 @@ run_compose() {
 }
 
 umask 077
-mkdir -p "$dir"
+mkdir -p "$root"
 command -v flock >/dev/null || die "host $host: flock (util-linux) is not installed; nothing was changed"
 lock=$root/apply.lock
 exec 9>>"$lock"
@@ -65,6 +87,42 @@ fi
 # Who holds it, for the message of the next one that waits (the lock is on the file, not its text).
 printf 'project %s, pid %s, since %s\n' "$project" "$$" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >"$lock"
 
+# remove_project: the delete (see the top). Its own claim on the file goes first, whatever follows.
+remove_project() {
+  local current line taken=false
+  local -a kept=()
+  if [[ ! -f $dir/current.yaml ]]; then
+    log "host $host: project $project: nothing to remove, no compose file was applied here"
+    return 0
+  fi
+  if [[ -f $dir/owners ]]; then
+    while IFS= read -r line; do
+      if ! $taken && [[ $line == "$want" ]]; then taken=true; else kept+=("$line"); fi
+    done <"$dir/owners"
+    if ((${#kept[@]})); then printf '%s\n' "${kept[@]}" >"$dir/owners.tmp"; else : >"$dir/owners.tmp"; fi
+    mv "$dir/owners.tmp" "$dir/owners"
+  fi
+  current=$(sha256sum "$dir/current.yaml" | cut -d' ' -f1)
+  if [[ $current != "$want" ]]; then
+    log "host $host: project $project: left running: the host runs a newer compose file (sha256 $current), not this step's ($want)"
+    return 0
+  fi
+  if [[ -f $dir/owners ]] && grep -qxF "$want" "$dir/owners"; then
+    log "host $host: project $project: left running: another apply step applied this same file and still stands"
+    return 0
+  fi
+  need_compose
+  run_compose "$dir/current.yaml" down --remove-orphans 2>"$dir/down.err" \
+    || die "host $host: project $project: compose down failed: $(tail -n 5 "$dir/down.err")"
+  rm -rf -- "$dir"
+  log "host $host: project $project: removed its containers and networks; its named volumes and images stay on this host"
+}
+if [[ $action == delete ]]; then
+  remove_project
+  exit 0
+fi
+
+mkdir -p "$dir"
 cat >"$dir/next.yaml"
 run_compose "$dir/next.yaml" config -q 2>"$dir/config.err" \
   || die "host $host: the compose file is not valid: $(cat "$dir/config.err"); nothing was changed"
@@ -169,6 +227,8 @@ up_ok=true
 run_compose "$dir/next.yaml" up -d --remove-orphans 2>"$dir/up.err" || up_ok=false
 if wait_healthy "$dir/next.yaml" && $up_ok; then
   mv "$dir/next.yaml" "$dir/current.yaml"
+  # This step now claims the file; an update is a step that claimed it when it was created.
+  [[ $action != create ]] || sha256sum "$dir/current.yaml" | cut -d' ' -f1 >>"$dir/owners"
   after=$(containers)
   if [[ $after == "$before" ]]; then echo "unchanged"; else echo "updated"; fi
   cut -d' ' -f1 <<<"$after"

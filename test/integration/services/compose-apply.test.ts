@@ -5,8 +5,10 @@
 // the host, the service and the health output. Then what the host layer guarantees around it: the
 // file on disk is the file sent, not the sudo password's line, when sudo asks for none (NOPASSWD,
 // cached credentials); a health timeout names the service still pending; two stacks' projects on
-// one host leave each other's services alone, and their applies take turns on the host's lock.
+// one host leave each other's services alone, and their applies take turns on the host's lock;
+// an apply step's delete removes the project only while the host runs the file that step applied.
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { after, before, describe, it } from "node:test";
 import { ServiceSpec, bindSources, composeProjectName, renderBindSources, renderComposeFile } from "../../../components/index.ts";
 import { startServiceHosts, type ServiceHosts } from "../../support/service-hosts.ts";
@@ -396,6 +398,83 @@ setpriv --reuid=65534 --regid=65534 --clear-groups sh -c "echo written >/proc/$p
     await down(b);
   });
 
+  it("deletes the project only from the step whose file the host runs: a replaced step's delete leaves it running", async () => {
+    const { v1, v2 } = env.releases;
+    const project = "destroy";
+    const running = () => env.sh(host, `docker ps -aq --filter label=com.docker.compose.project=${project}`);
+    /** web-probe with a named volume: data that must outlive the project. */
+    const release = (image: string) =>
+      renderComposeFile(
+        [
+          ServiceSpec.parse({
+            name: "web",
+            image,
+            ports: [{ target: 8080, published: 18098, hostIp: "127.0.0.1" }],
+            healthcheck: probeHealth,
+            volumes: [{ type: "volume", source: "data", target: "/data" }],
+          }),
+        ],
+        { web: image },
+      );
+    const [first, second] = [release(v1), release(v2)];
+    const sha = (f: string) => createHash("sha256").update(f).digest("hex");
+    const p = { PROJECT: project };
+    // A replacement: the new step is created (applied) before the old one is deleted.
+    assert.equal((await env.apply(host, first, p)).code, 0);
+    assert.equal((await env.apply(host, second, p)).code, 0);
+    const old = await env.remove(host, first, p);
+    assert.equal(old.code, 0, old.stderr);
+    assert.equal(
+      old.stderr,
+      `compose-apply: host ${host.name}: project ${project}: left running: the host runs a newer compose file (sha256 ${sha(second)}), not this step's (${sha(first)})\n`,
+    );
+    assert.equal(await serving(18098), "2.0.0");
+
+    // A replacement that keeps the file (a new script, a new parameter): the old step's delete
+    // finds the file claimed by the new one.
+    assert.equal((await env.apply(host, second, p)).code, 0);
+    const same = await env.remove(host, second, p);
+    assert.equal(same.code, 0, same.stderr);
+    assert.equal(
+      same.stderr,
+      `compose-apply: host ${host.name}: project ${project}: left running: another apply step applied this same file and still stands\n`,
+    );
+    assert.equal(await serving(18098), "2.0.0");
+
+    // The surviving step re-run as an update (a new connection) claims nothing more, so its delete removes the project.
+    const update = await env.apply(host, second, { ...p, ACTION: "update" });
+    assert.equal(update.stdout, `unchanged\nweb=${v2}\n`);
+    const last = await env.remove(host, second, p);
+    assert.equal(last.code, 0, last.stderr);
+    assert.equal(
+      last.stderr,
+      `compose-apply: host ${host.name}: project ${project}: removed its containers and networks; its named volumes and images stay on this host\n`,
+    );
+    assert.equal((await running()).trim(), "", "docker ps -a lists nothing of the project");
+    assert.equal(
+      (
+        await env.sh(
+          host,
+          `docker network ls -q --filter label=com.docker.compose.project=${project}; ls -A ${STATE}/${project} 2>&1 || true`,
+        )
+      ).trim(),
+      `ls: cannot access '${STATE}/${project}': No such file or directory`,
+    );
+    assert.equal(
+      (await env.sh(host, `docker volume ls -q --filter name=^${project}_data$`)).trim(),
+      `${project}_data`,
+      "the named volume stays",
+    );
+
+    const again = await env.remove(host, second, p);
+    assert.equal(again.code, 0, again.stderr);
+    assert.equal(
+      again.stderr,
+      `compose-apply: host ${host.name}: project ${project}: nothing to remove, no compose file was applied here\n`,
+    );
+    await env.sh(host, `docker volume rm ${project}_data >/dev/null`);
+  });
+
   it("waits for the lock a bounded time, then fails saying who holds it, changing nothing", async () => {
     const { v1 } = env.releases;
     const project = "locked";
@@ -415,9 +494,18 @@ for _ in $(seq 1 50); do grep -q test-holder ${LOCK} && break; sleep 0.1; done`,
           `compose-apply: host ${host.name}: another apply still holds ${LOCK} after 2s (project test-holder); nothing was changed\n`,
       );
       assert.equal(
-        (await env.sh(host, `ls -A ${STATE}/${project}; docker ps -q --filter label=com.docker.compose.project=${project}`)).trim(),
+        (
+          await env.sh(
+            host,
+            `ls -A ${STATE}/${project} 2>/dev/null || true; docker ps -q --filter label=com.docker.compose.project=${project}`,
+          )
+        ).trim(),
         "",
       );
+      // A delete takes the same lock.
+      const d = await env.remove(host, one("web", v1, 18096), { PROJECT: project, LOCK_TIMEOUT: "2" });
+      assert.equal(d.code, 1);
+      assert.match(d.stderr, new RegExp(`another apply still holds ${LOCK} after 2s \\(project test-holder\\); nothing was changed\\n$`));
     } finally {
       await env.sh(host, `kill ${holder}`);
     }

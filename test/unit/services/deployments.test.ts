@@ -1,6 +1,7 @@
 // Both deploy modes under Pulumi mocks: the exact resources, inputs and ordering each registers
 // for the default stack on three hosts, and the `jetson:services:Service` contract.
 import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
 import { describe, it } from "node:test";
 import * as pulumi from "@pulumi/pulumi";
 import { parse as parseShell } from "shell-quote";
@@ -91,6 +92,7 @@ function captureOptions(): { captured: Captured[]; transformations: pulumi.Resou
 }
 const optsOf = (captured: Captured[], name: string, type: string) =>
   captured.find((c) => c.name === name && c.type === type)?.opts ?? assert.fail(`no ${type} ${name}`);
+const sha256 = (text: string) => createHash("sha256").update(text).digest("hex");
 const secretOf = (value: unknown) => ({ [pulumi.runtime.specialSigKey]: pulumi.runtime.specialSecretSig, value });
 
 /** Resolves when every output of the deployment's resources has settled. */
@@ -263,6 +265,12 @@ describe("ComposeDeployment", () => {
       // The file holds a secret environment value, so it and the stdin carrying it are secrets.
       assert.deepEqual(c.inputs["stdin"], secretOf(`hunter2\n${file}`));
       assert.deepEqual(c.inputs["triggers"], secretOf([contentHash(create, file)]));
+      // A re-run of the same step (connection or password changed) applies again without claiming the file twice.
+      assert.equal(c.inputs["update"], hostCommand(renderServiceScript("compose-apply"), { ...env, ACTION: "update" }, "sudo-password"));
+      // Destroy: down for this project only while the host still runs the file this step applied
+      // (its sha256; secret like the file it is the hash of).
+      const deleteEnv = { PROJECT: "jetson-fleet-unit", HOST_NAME: `orin-0${i + 1}`, ACTION: "delete", FILE_SHA256: sha256(file) };
+      assert.deepEqual(c.inputs["delete"], secretOf(hostCommand(renderServiceScript("compose-apply"), deleteEnv, "sudo-password")));
       // The command SDK adds its dial defaults to a connection that sets none.
       assert.deepEqual(
         c.inputs["connection"],
