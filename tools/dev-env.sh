@@ -72,9 +72,23 @@ stack_ports() {
     console.log([...new Set(ports)].join(" "));'
 }
 
-# One SSH tunnel per sim: the sim's 127.0.0.1:5000 is this machine's registry. Restarted when it died.
+# One SSH tunnel per sim: the sim's 127.0.0.1:PORT is this machine's for each registry of
+# JETSON_DEV_REGISTRIES (loopback host:port, default the dev registry). Restarted when it died.
+read -ra registries <<<"${JETSON_DEV_REGISTRIES:-$REGISTRY}"
+# reaches SIM: every registry answers the sim's /v2/ (401 from one with credentials is an answer).
+reaches() {
+  local reg code
+  for reg in "${registries[@]}"; do
+    code=$(/usr/bin/docker exec "$1" curl -s -o /dev/null -w '%{http_code}' "http://$reg/v2/") || return 1
+    [[ $code == 200 || $code == 401 ]] || return 1
+  done
+}
 start_tunnels() {
-  local sims=$1 vars line name address port key pidfile known
+  local sims=$1 vars line name address port key pidfile known reg forwards=()
+  for reg in "${registries[@]}"; do
+    [[ $reg =~ ^127\.0\.0\.1:[0-9]+$ ]] || { log "JETSON_DEV_REGISTRIES: $reg: expected 127.0.0.1:PORT"; exit 2; }
+    forwards+=(-R "$reg:$reg")
+  done
   vars=$(tools/jetson-sim.sh env)
   eval "$vars"
   while IFS= read -r line; do
@@ -82,24 +96,23 @@ start_tunnels() {
     pidfile=$dir/tunnels/$name.pid
     known=$dir/tunnels/$name.known_hosts
     mkdir -p "$dir/tunnels"
-    if [[ -s $pidfile ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null \
-      && /usr/bin/docker exec "$name" curl -fs -o /dev/null "http://$REGISTRY/v2/"; then
+    if [[ -s $pidfile ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null && reaches "$name"; then
       continue
     fi
     if [[ -s $pidfile ]]; then kill "$(cat "$pidfile")" 2>/dev/null || true; fi
     printf '[%s]:%s %s\n' "$address" "$port" "$key" >"$known"
-    log "tunnel: $name's 127.0.0.1:5000 -> the registry"
+    log "tunnel: $name's ${registries[*]} -> this machine's"
     setsid ssh -N -i "$JETSON_SIM_PRIVATE_KEY" -p "$port" -o "UserKnownHostsFile=$known" -o StrictHostKeyChecking=yes \
       -o BatchMode=yes -o IdentitiesOnly=yes -o ExitOnForwardFailure=yes -o ServerAliveInterval=10 \
-      -R "$REGISTRY:$REGISTRY" "jetson@$address" </dev/null >"$dir/tunnels/$name.log" 2>&1 &
+      "${forwards[@]}" "jetson@$address" </dev/null >"$dir/tunnels/$name.log" 2>&1 &
     echo $! >"$pidfile"
     for _ in $(seq 1 100); do
-      /usr/bin/docker exec "$name" curl -fs -o /dev/null "http://$REGISTRY/v2/" && break
+      reaches "$name" && break
       sleep 0.2
     done
-    /usr/bin/docker exec "$name" curl -fs -o /dev/null "http://$REGISTRY/v2/" || {
+    reaches "$name" || {
       cat "$dir/tunnels/$name.log" >&2
-      log "error: $name does not reach the registry through its tunnel"
+      log "error: $name does not reach ${registries[*]} through its tunnel"
       exit 1
     }
   done <"$sims"

@@ -103,7 +103,8 @@ case ${1:-up} in
       ((${#replace[@]} == 0)) || step "fresh sims (${fresh[*]}): their ${#replace[@]} steps run again"
     fi
     step "pulumi up --stack dev"
-    pulumi up --yes --stack dev "${replace[@]/#/--replace=}"
+    # Hosts are independent: one that fails (unreachable, refused) holds back no other.
+    pulumi up --yes --continue-on-error --stack dev "${replace[@]/#/--replace=}"
     jq -r '"\(.name) \(.id)"' "$JETSON_DEV_SIMS" >.deployed-sims
     step "where each host's services answer"
     pulumi stack output --stack dev serviceEndpoints --json
