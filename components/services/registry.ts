@@ -75,6 +75,13 @@ export function registryResolver(credentials: Readonly<Record<string, RegistryCr
       }
     }
     const digest = res.headers.get("docker-content-digest");
+    if (res.status === 401 || res.status === 403) {
+      throw new ServiceArgsError(
+        creds
+          ? `cannot resolve ${ref} to a digest: ${registry} refused the stack's credentials (HTTP ${res.status}); expected registry.username and registry.password that may pull it`
+          : `cannot resolve ${ref} to a digest: ${registry} asks for credentials (HTTP ${res.status}); expected it as registry.server with registry.username and registry.password`,
+      );
+    }
     if (!res.ok || !digest) {
       throw new ServiceArgsError(`cannot resolve ${ref} to a digest: the registry answered HTTP ${res.status}; expected the tag to exist`);
     }

@@ -5,7 +5,7 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { registryResolver } from "../../../components/index.ts";
 import { IMAGES_DIR, removeImages } from "../../support/images.ts";
-import { docker, run, startAuthRegistry, startRegistry, type AuthRegistry, type Registry } from "../../support/services.ts";
+import { docker, freePort, run, startAuthRegistry, startRegistry, type AuthRegistry, type Registry } from "../../support/services.ts";
 
 const tags: string[] = [];
 async function push(server: string, version: string): Promise<string> {
@@ -45,6 +45,20 @@ describe("registryResolver against a real registry", { timeout: 5 * 60_000 }, ()
     });
   });
 
+  it("names an unreachable registry in one sentence", async () => {
+    const port = await freePort();
+    const ref = `127.0.0.1:${port}/web-probe:1.0.0`;
+    await assert.rejects(registryResolver()(ref), (err: Error) => {
+      assert.match(
+        err.message,
+        new RegExp(
+          `^cannot resolve 127\\.0\\.0\\.1:${port}/web-probe:1\\.0\\.0 to a digest: its registry 127\\.0\\.0\\.1:${port} cannot be reached \\(.*ECONNREFUSED.*\\); expected a registry this machine reaches, or the image pinned by digest$`,
+        ),
+      );
+      return true;
+    });
+  });
+
   it("answers a registry's basic-auth challenge with the stack's credentials", async () => {
     await docker("login", "-u", auth.username, "-p", auth.password, auth.server);
     try {
@@ -52,7 +66,10 @@ describe("registryResolver against a real registry", { timeout: 5 * 60_000 }, ()
       const ref = `${auth.server}/web-probe:2.0.0`;
       assert.equal(await registryResolver({ [auth.server]: { username: "fleet", password: "s3cret" } })(ref), pinned);
       await assert.rejects(registryResolver()(ref), {
-        message: `cannot resolve ${ref} to a digest: the registry answered HTTP 401; expected the tag to exist`,
+        message: `cannot resolve ${ref} to a digest: ${auth.server} asks for credentials (HTTP 401); expected it as registry.server with registry.username and registry.password`,
+      });
+      await assert.rejects(registryResolver({ [auth.server]: { username: "fleet", password: "wrong" } })(ref), {
+        message: `cannot resolve ${ref} to a digest: ${auth.server} refused the stack's credentials (HTTP 401); expected registry.username and registry.password that may pull it`,
       });
     } finally {
       await docker("logout", auth.server);
