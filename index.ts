@@ -24,18 +24,24 @@ const config = readStackConfig();
 const stackFile = stackFileName(pulumi.getStack());
 const build = readBuildEnvironment(process.env, stackFile, config.images.length);
 
-// Hosts log in to the stack's registry only when it has credentials (the dev registry has none).
+// The stack's registry credentials, when it has them (the dev registry has none): hosts log in
+// with them, and service tags are resolved to digests with them.
 const registry = config.registry;
-const credentials =
-  registry?.username !== undefined && registry.password !== undefined
-    ? { username: registry.username, password: registry.password }
-    : undefined;
 const login =
-  registry && credentials ? { server: registry.server, ...credentials, password: pulumi.secret(credentials.password) } : undefined;
+  registry?.username !== undefined && registry.password !== undefined
+    ? { server: registry.server, username: registry.username, password: registry.password }
+    : undefined;
+// Hosts are independent: the engine bootstraps them in parallel, and one that fails leaves the
+// others' progress in place.
 const hosts = Object.fromEntries(
   config.hosts.map((host) => [
     host.name,
-    new JetsonHost(host.name, { host, runtime: config.runtime, production: config.production, ...(login ? { registry: login } : {}) }),
+    new JetsonHost(host.name, {
+      host,
+      runtime: config.runtime,
+      production: config.production,
+      ...(login ? { registry: { ...login, password: pulumi.secret(login.password) } } : {}),
+    }),
   ]),
 );
 
@@ -60,9 +66,7 @@ const kubernetes = config.deploy.target === "kubernetes";
 const deployed = config.services.length > 0 && (kubernetes || config.hosts.length > 0);
 // Kubernetes manifests take digests only: KubernetesFleet refuses a tag there before anything is sent.
 const serviceImageRefs =
-  deployed && !kubernetes
-    ? pinServiceImages(config.services, built, registryResolver(registry && credentials ? { [registry.server]: credentials } : {}))
-    : {};
+  deployed && !kubernetes ? pinServiceImages(config.services, built, registryResolver(login ? { [login.server]: login } : {})) : {};
 const secretEnvironment = secretEnvironmentOf(
   config.services,
   existsSync(stackFile) ? securePathsInStackFile(readFileSync(stackFile, "utf8"), pulumi.getProject()) : [],
