@@ -2,7 +2,7 @@
 // real SSH as the steps send them: one host, then three in parallel (the ratio shows how well a
 // fleet parallelises on this machine), then a no-op re-run of the three.
 //   node bench/host-bootstrap.ts
-import { HOST_SCRIPTS, RuntimeSpec, hostCommand, renderHostScript, type HostScript } from "../components/index.ts";
+import { HOST_SCRIPTS, RuntimeSpec, hostCommand, hostStdin, renderHostScript, type HostScript } from "../components/index.ts";
 import { ssh, startSims, type SimFleet, type SimHost } from "../test/support/jetson-sim.ts";
 
 const runtime = RuntimeSpec.parse({
@@ -19,7 +19,9 @@ const env: Record<HostScript, Record<string, string>> = {
 
 async function bootstrap(fleet: SimFleet, host: SimHost): Promise<void> {
   for (const id of HOST_SCRIPTS) {
-    const r = await ssh(fleet, host, hostCommand(renderHostScript(id), env[id], "sudo-password"), { input: `${fleet.sudoPassword}\n` });
+    const r = await ssh(fleet, host, hostCommand(id, "create", "sudo-password"), {
+      input: hostStdin("sudo-password", fleet.sudoPassword, { script: renderHostScript(id), create: env[id] }),
+    });
     if (r.code !== 0) throw new Error(`${host.name} ${id}: ${r.stderr}`);
   }
 }

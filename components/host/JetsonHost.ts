@@ -2,7 +2,10 @@
 // Docker engine and the NVIDIA container toolkit, merges daemon.json, and verifies that a
 // container runs with the nvidia runtime. Each step is its own remote command whose trigger is
 // its script and parameters, so `pulumi preview` shows which steps would run and a second
-// `pulumi up` runs none.
+// `pulumi up` runs none. A step's command line is the same short launcher for every step; the
+// sudo password's line, then the script and its parameters, then the step's data travel on its
+// standard input (a secret), so the launcher puts no parameter in `ps` on the host or in a failed
+// step's error.
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import type { HostSpec, RuntimeSpec } from "../config/index.ts";
@@ -11,8 +14,10 @@ import {
   hostCommand,
   hostStdin,
   renderHostScript,
+  stepTrigger,
   type Elevation,
   type HostScript,
+  type HostStep,
   type OptionalHostScript,
 } from "./scripts.ts";
 
@@ -166,24 +171,26 @@ export class JetsonHost extends pulumi.ComponentResource {
         afterAll?: boolean;
       } = {},
     ): command.remote.Command => {
-      const script = renderHostScript(id);
-      const create = hostCommand(script, env, elevation);
-      const own = [contentHash(create), ...(options.trigger !== undefined ? [options.trigger] : [])];
+      const program: HostStep = { script: renderHostScript(id), create: env, ...(options.delete ? { delete: options.delete } : {}) };
+      const create = hostCommand(id, "create", elevation);
+      const own = [stepTrigger(program), ...(options.trigger !== undefined ? [options.trigger] : [])];
       const triggers = options.afterAll ? [...own, ...chain] : own;
       chain.push(...own);
+      // The script and its parameters travel here, so stdin is a secret even without a password
+      // (daemonJson may hold proxy credentials).
       const stdin =
         options.data === undefined
-          ? hostStdin(elevation, host.sudoPassword)
-          : pulumi.output(options.data).apply((data) => hostStdin(elevation, host.sudoPassword, data));
+          ? hostStdin(elevation, host.sudoPassword, program)
+          : pulumi.output(options.data).apply((data) => hostStdin(elevation, host.sudoPassword, program, data));
       const cmd = new command.remote.Command(
         `${name}-${id}`,
         {
           connection,
           create,
           ...(options.reconnect ? { update: RECONNECT_CHECK } : {}),
-          ...(options.delete ? { delete: hostCommand(script, options.delete, elevation) } : {}),
+          ...(options.delete ? { delete: hostCommand(id, "delete", elevation) } : {}),
           triggers,
-          ...(stdin !== "" ? { stdin: pulumi.secret(stdin) } : {}),
+          stdin: pulumi.secret(stdin),
           addPreviousOutputInEnv: false,
         },
         // A delete undoes the create (a logout undoes a login): on a replacement it must run first.

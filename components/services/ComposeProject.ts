@@ -1,11 +1,12 @@
 // The stack's services on one host as a compose project: the rendered compose file goes to the
-// host on standard input and compose-apply.sh applies it there, health-gated, rolling the host
-// back to the previous digests when a new version is not healthy.
+// host on standard input, after the script and its parameters (the host steps' one mechanism),
+// and compose-apply.sh applies it there, health-gated, rolling the host back to the previous
+// digests when a new version is not healthy.
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import type { ServiceSpec } from "../config/index.ts";
 import { createHash } from "node:crypto";
-import { contentHash, hostCommand, hostStdin } from "../host/index.ts";
+import { contentHash, hostCommand, hostStdin, stepTrigger, type HostStep } from "../host/index.ts";
 import { bindSources, checkComposeProject, composeProjectName, renderBindSources, renderComposeFile } from "./compose.ts";
 import type { ServiceHost } from "./hosts.ts";
 import { renderServiceScript } from "./scripts.ts";
@@ -97,29 +98,31 @@ export class ComposeProject extends pulumi.ComponentResource {
     const file = pulumi.all(args.images).apply((images) => renderComposeFile(services, images));
     this.composeFile = hasSecrets ? pulumi.secret(file) : file;
 
-    const script = renderServiceScript("compose-apply");
     const params = {
       PROJECT: project,
       HOST_NAME: host.name,
       HEALTH_TIMEOUT: String(args.healthTimeoutSeconds ?? healthTimeoutSeconds(services)),
       BIND_SOURCES: renderBindSources(bindSources(services)),
     };
-    const create = hostCommand(script, params, host.elevation);
-    // A re-run of the same step (its connection or password changed): it claims the file already.
-    const update = hostCommand(script, { ...params, ACTION: "update" }, host.elevation);
-    const remove = this.composeFile.apply((f) =>
-      hostCommand(script, { PROJECT: project, HOST_NAME: host.name, ACTION: "delete", FILE_SHA256: sha256(f) }, host.elevation),
-    );
-    const stdin = pulumi.all([host.sudoPassword, this.composeFile]).apply(([password, file]) => hostStdin(host.elevation, password, file));
+    const step = (file: string): HostStep => ({
+      script: renderServiceScript("compose-apply"),
+      create: params,
+      // A re-run of the same step (its connection or password changed): it claims the file already.
+      update: { ...params, ACTION: "update" },
+      delete: { PROJECT: project, HOST_NAME: host.name, ACTION: "delete", FILE_SHA256: sha256(file) },
+    });
+    const stdin = pulumi
+      .all([host.sudoPassword, this.composeFile])
+      .apply(([password, file]) => hostStdin(host.elevation, password, step(file), file));
     this.apply = new command.remote.Command(
       `${name}-apply`,
       {
         connection: host.connection,
-        create,
-        update,
-        delete: remove,
+        create: hostCommand("compose-apply", "create", host.elevation),
+        update: hostCommand("compose-apply", "update", host.elevation),
+        delete: hostCommand("compose-apply", "delete", host.elevation),
         stdin: host.elevation === "sudo-password" || hasSecrets ? pulumi.secret(stdin) : stdin,
-        triggers: [this.composeFile.apply((f) => contentHash(create, f))],
+        triggers: [this.composeFile.apply((f) => contentHash(stepTrigger(step(f)), f))],
         addPreviousOutputInEnv: false,
       },
       { parent: this, dependsOn: [...(host.ready ? [host.ready] : []), ...(args.after ?? [])] },

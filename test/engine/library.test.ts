@@ -11,7 +11,7 @@ import { after, before, describe, it } from "node:test";
 import { LocalWorkspace, PulumiCommand, type EngineEvent } from "@pulumi/pulumi/automation/index.js";
 import sshpk from "sshpk";
 import { stringify } from "yaml";
-import { hostCommand, renderHostScript } from "../../components/index.ts";
+import { hostCommand, hostStdin, renderHostScript } from "../../components/index.ts";
 import { REPO, engineEnv, pulumiBin } from "../support/engine.ts";
 import { run } from "../support/services.ts";
 
@@ -104,9 +104,11 @@ describe("the packed library in a consumer project", { timeout: 15 * 60_000 }, (
       "jetson:image:GpuImage inference",
     ]);
     const facts = registered.find((r) => r.name === "jetson-01-facts");
+    assert.equal(facts?.inputs["create"], hostCommand("facts", "create", "sudo"));
+    // The script, as read from the installed package, and its parameters travel on stdin (a secret).
     assert.equal(
-      facts?.inputs["create"],
-      hostCommand(renderHostScript("facts"), { DOCKER_PACKAGE: "docker-ce", EXPECTED_L4T: "36.4.3" }, "sudo"),
+      (facts?.inputs["stdin"] as { value?: unknown } | undefined)?.value,
+      hostStdin("sudo", undefined, { script: renderHostScript("facts"), create: { DOCKER_PACKAGE: "docker-ce", EXPECTED_L4T: "36.4.3" } }),
     );
     assert.deepEqual(outputs, {
       ref: `registry.lab:5000/fleet/inference@sha256:${"c".repeat(64)}`,

@@ -13,6 +13,7 @@ import {
   renderHostScript,
   renderServiceScript,
   type HostScript,
+  type HostStep,
 } from "../../components/index.ts";
 import { IMAGES_DIR, removeImages } from "./images.ts";
 import { ssh, startSims, type SimFleet, type SimHost, type SshResult } from "./jetson-sim.ts";
@@ -48,15 +49,17 @@ export interface ServiceHosts {
   readonly hosts: readonly SimHost[];
   readonly releases: ProbeReleases;
   /**
-   * Runs compose-apply.sh on `host` exactly as ComposeProject's apply step does: its command line
-   * for a sudo-password host, stdin `hostStdin` of the password (`password`, default the sims' own)
-   * and the file. PROJECT defaults to "jetson-fleet".
+   * Runs compose-apply.sh on `host` exactly as ComposeProject's apply step does for a
+   * sudo-password host: its create command line, and its standard input (`composeStep`): the
+   * password (`password`, default the sims' own), the step, the file. `env` adds to or overrides
+   * the create parameters; PROJECT defaults to "jetson-fleet".
    */
   apply(host: SimHost, composeFile: string, env?: Record<string, string>, password?: string): Promise<SshResult>;
+  /** The same step's update command (the provider's update: the connection or password changed), with the same stdin. */
+  update(host: SimHost, composeFile: string, env?: Record<string, string>): Promise<SshResult>;
   /**
-   * Runs the delete of the apply step that applied `composeFile`, as ComposeProject's renders it:
-   * ACTION=delete with the file's sha256, and the step's standard input (the provider sends a
-   * delete the stdin of the create). PROJECT defaults to "jetson-fleet".
+   * The same step's delete command, with the same stdin (the provider sends a delete the stdin the
+   * step was created with): ACTION=delete and the file's sha256. `env` adds to the delete parameters.
    */
   remove(host: SimHost, composeFile: string, env?: Record<string, string>): Promise<SshResult>;
   /** A root shell command on the host (sent on stdin through the same elevation); rejects on a non-zero exit. */
@@ -64,9 +67,25 @@ export interface ServiceHosts {
   stop(): Promise<void>;
 }
 
-/** The apply step's command line, as `ComposeProject` renders it for a sudo-password host. */
-export function applyCommand(env: Record<string, string>): string {
-  return hostCommand(renderServiceScript("compose-apply"), env, "sudo-password");
+/**
+ * The apply step as `ComposeProject` renders it for `composeFile` on host `hostName`: the create
+ * parameters (`env` over the defaults), the update's (ACTION=update), the delete's (`deleteEnv`
+ * over PROJECT, HOST_NAME, ACTION=delete and the file's sha256).
+ */
+export function composeStep(hostName: string, composeFile: string, env: Record<string, string> = {}, deleteEnv = env): HostStep {
+  const create = { PROJECT: "jetson-fleet", HOST_NAME: hostName, HEALTH_TIMEOUT: "60", ...env };
+  return {
+    script: renderServiceScript("compose-apply"),
+    create,
+    update: { ...create, ACTION: "update" },
+    delete: {
+      PROJECT: create.PROJECT,
+      HOST_NAME: hostName,
+      ACTION: "delete",
+      FILE_SHA256: createHash("sha256").update(composeFile).digest("hex"),
+      ...deleteEnv,
+    },
+  };
 }
 
 async function buildReleases(registry: Registry, tags: string[]): Promise<ProbeReleases> {
@@ -104,11 +123,11 @@ export async function startServiceHosts(count: number, prefix: string): Promise<
     const releases = await buildReleases(registry, tags);
     fleet = await startSims(count, { prefix });
     const f = fleet;
-    // The same wrapper as every host step, so a host whose sudo does not ask (NOPASSWD) runs the
-    // command, not the password's line.
+    // The same launcher and wrapper as every host step, so a host whose sudo does not ask
+    // (NOPASSWD) runs the command, not the password's line.
     const sh = async (host: SimHost, command: string) => {
-      const r = await ssh(f, host, hostCommand("exec bash -s", {}, "sudo-password"), {
-        input: hostStdin("sudo-password", f.sudoPassword, `set -euo pipefail\n${command}\n`),
+      const r = await ssh(f, host, hostCommand("test-shell", "create", "sudo-password"), {
+        input: hostStdin("sudo-password", f.sudoPassword, { script: `set -euo pipefail\n${command}\n`, create: {} }),
       });
       if (r.code !== 0) throw new Error(`${host.name}: ${command}: exit ${r.code}: ${r.stderr}`);
       return r.stdout;
@@ -116,8 +135,8 @@ export async function startServiceHosts(count: number, prefix: string): Promise<
     await Promise.all(
       f.hosts.map(async (host) => {
         for (const id of HOST_SCRIPTS) {
-          const r = await ssh(f, host, hostCommand(renderHostScript(id), STEP_ENV[id], "sudo-password"), {
-            input: hostStdin("sudo-password", f.sudoPassword),
+          const r = await ssh(f, host, hostCommand(id, "create", "sudo-password"), {
+            input: hostStdin("sudo-password", f.sudoPassword, { script: renderHostScript(id), create: STEP_ENV[id] }),
           });
           if (r.code !== 0) throw new Error(`${host.name} ${id}: ${r.stderr}`);
         }
@@ -159,22 +178,22 @@ export async function startServiceHosts(count: number, prefix: string): Promise<
       hosts: f.hosts,
       releases,
       apply: (host, composeFile, env = {}, password = f.sudoPassword) =>
-        ssh(f, host, applyCommand({ PROJECT: "jetson-fleet", HOST_NAME: host.name, HEALTH_TIMEOUT: "60", ...env }), {
-          input: hostStdin("sudo-password", password, composeFile),
+        ssh(f, host, hostCommand("compose-apply", "create", "sudo-password"), {
+          input: hostStdin("sudo-password", password, composeStep(host.name, composeFile, env), composeFile),
+        }),
+      update: (host, composeFile, env = {}) =>
+        ssh(f, host, hostCommand("compose-apply", "update", "sudo-password"), {
+          input: hostStdin("sudo-password", f.sudoPassword, composeStep(host.name, composeFile, env), composeFile),
         }),
       remove: (host, composeFile, env = {}) =>
-        ssh(
-          f,
-          host,
-          applyCommand({
-            PROJECT: "jetson-fleet",
-            HOST_NAME: host.name,
-            ACTION: "delete",
-            FILE_SHA256: createHash("sha256").update(composeFile).digest("hex"),
-            ...env,
-          }),
-          { input: hostStdin("sudo-password", f.sudoPassword, composeFile) },
-        ),
+        ssh(f, host, hostCommand("compose-apply", "delete", "sudo-password"), {
+          input: hostStdin(
+            "sudo-password",
+            f.sudoPassword,
+            composeStep(host.name, composeFile, { PROJECT: env["PROJECT"] ?? "jetson-fleet" }, env),
+            composeFile,
+          ),
+        }),
       sh,
       stop,
     };

@@ -1,9 +1,12 @@
 // The host scripts on simulated Jetsons over real SSH, sent exactly as JetsonHost's steps send
-// them (same command lines, sudo password on stdin): install, pin, merge, verify; a second run
-// changes nothing; injected faults converge on the next run.
+// them (the same short command line; the sudo password, the script and its parameters on stdin):
+// install, pin, merge, verify; a second run changes nothing; injected faults converge on the next
+// run. A failed step's error is the script's message after a short command line, and no
+// parameter shows in the host's process list while a step runs.
 import assert from "node:assert/strict";
+import { randomBytes } from "node:crypto";
 import { after, before, describe, it } from "node:test";
-import { HOST_SCRIPTS, RuntimeSpec, hostCommand, renderHostScript, type HostScript } from "../../../components/index.ts";
+import { HOST_SCRIPTS, RuntimeSpec, hostCommand, hostStdin, renderHostScript, type HostScript } from "../../../components/index.ts";
 import { ssh, startSims, type SimFleet, type SimHost } from "../../support/jetson-sim.ts";
 
 const runtime = RuntimeSpec.parse({
@@ -32,7 +35,9 @@ function envFor(id: HostScript, l4t = "36.4.3"): Record<string, string> {
 
 let fleet: SimFleet;
 async function step(host: SimHost, id: HostScript, env = envFor(id)) {
-  return ssh(fleet, host, hostCommand(renderHostScript(id), env, "sudo-password"), { input: `${fleet.sudoPassword}\n` });
+  return ssh(fleet, host, hostCommand(id, "create", "sudo-password"), {
+    input: hostStdin("sudo-password", fleet.sudoPassword, { script: renderHostScript(id), create: env }),
+  });
 }
 /** Runs a root shell script on the host (sent on stdin after the sudo password). */
 async function sh(host: SimHost, command: string) {
@@ -55,7 +60,7 @@ describe("host scripts on simulated Jetsons", { timeout: 30 * 60_000 }, () => {
   let a: SimHost;
   let b: SimHost;
   before(async () => {
-    fleet = await startSims(2, { prefix: "jetson-sim-bootstrap" });
+    fleet = await startSims(2, { prefix: process.env["JETSON_SIM_PREFIX"] ?? "jetson-sim-bootstrap" });
     [a, b] = fleet.hosts as [SimHost, SimHost];
     // A key the host already had: it must survive the merge (a valid daemon option, or dockerd refuses to start).
     for (const h of [a, b]) await sh(h, `mkdir -p /etc/docker && echo '{"max-concurrent-downloads": 2}' > /etc/docker/daemon.json`);
@@ -67,6 +72,21 @@ describe("host scripts on simulated Jetsons", { timeout: 30 * 60_000 }, () => {
     assert.equal(r.code, 3);
     assert.equal(r.stderr.trim(), "L4T release is 36.4.3, expected 35.4.1; nothing was changed on this host");
     assert.equal(await sh(a, "dpkg-query -W -f='${db:Status-Status}' docker.io 2>/dev/null || true"), "");
+  });
+
+  it("fails a step with the script's message after a short command line, which holds neither script nor parameters", async () => {
+    const command = hostCommand("facts", "create", "sudo-password");
+    const r = await step(a, "facts", envFor("facts", "35.4.1"));
+    // What the command provider's error prints: `<exit>: running <%q of the command line>:\n<stdout and stderr>`.
+    const printed = `Process exited with status ${r.code}: running ${JSON.stringify(command)}:\n${r.stdout}${r.stderr}`;
+    assert.ok(command.length < 1200, `${command.length} characters`);
+    assert.equal(command, hostCommand("verify", "create", "sudo-password").replace("jetson-fleet\\:verify", "jetson-fleet\\:facts"));
+    assert.doesNotMatch(command, /35\.4\.1|docker-ce|docker\.io|nv_tegra_release/);
+    // One line for the command, then what the script printed (its facts), its message last.
+    const lines = printed.trim().split("\n");
+    assert.equal(lines[0], `Process exited with status 3: running ${JSON.stringify(command)}:`);
+    assert.equal(lines.length, 3, printed);
+    assert.equal(lines.at(-1), "L4T release is 36.4.3, expected 35.4.1; nothing was changed on this host");
   });
 
   it("bootstraps two hosts in parallel: pinned, merged, verified", async () => {
@@ -143,12 +163,34 @@ describe("host scripts on simulated Jetsons", { timeout: 30 * 60_000 }, () => {
     await sh(
       b,
       `for i in $(seq 1 600); do pgrep -x dpkg >/dev/null && break; sleep 0.1; done
-       p=$(pgrep -f 'Installs the Docker engine' | head -n 1)
+       p=$(pgrep -f '^jetson-fleet:install-docker ' | head -n 1)
        while [ -n "$p" ] && [ "$(ps -o comm= -p "$p")" != sshd ]; do p=$(ps -o ppid= -p "$p" | tr -d ' '); done
        kill -9 "$p"`,
     );
     assert.notEqual((await cut).code, 0, "the install was cut off");
     const r = await bootstrap(b);
     assert.match(r.verify, /^verified:/m);
+  });
+
+  it("keeps the parameters and the sudo password out of the host's process list while a step runs", async () => {
+    const marker = `jf-ps-${randomBytes(6).toString("hex")}`;
+    // Like APT_SOURCES and DAEMON_JSON: several lines, quotes, a credential in a URL.
+    const params = {
+      ONE: `${marker}-one`,
+      LINES: `deb [trusted=yes] file:/opt/${marker} ./\n# it's ${marker}-two`,
+      JSON: JSON.stringify({ proxies: { "http-proxy": `http://fleet:${marker}@proxy.lab:3128` } }),
+    };
+    // Long enough to be sampled; then it proves its parameters and its data arrived whole.
+    const script = `set -euo pipefail\nsleep 3\nprintf '%s|%s|%s|' "$ONE" "$LINES" "$JSON"\ncat\n`;
+    const running = ssh(fleet, a, hostCommand("ps-probe", "create", "sudo-password"), {
+      input: hostStdin("sudo-password", fleet.sudoPassword, { script, create: params }, "the data"),
+    });
+    const samples = await sh(a, "for i in $(seq 1 40); do ps -eo args; echo --; sleep 0.1; done");
+    const r = await running;
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, `${params.ONE}|${params.LINES}|${params.JSON}|the data`);
+    assert.match(samples, /^jetson-fleet:ps-probe \/dev\/fd\/3$/m, "sampled while the step ran");
+    assert.equal(samples.includes(marker), false, "a parameter value in ps");
+    assert.equal(samples.includes(fleet.sudoPassword), false, "the sudo password in ps");
   });
 });

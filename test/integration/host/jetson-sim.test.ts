@@ -13,14 +13,16 @@ const RELEASE_LINE = "# R36 (release), REVISION: 4.3, GCID: 38968081, BOARD: gen
 
 describe("simulated Jetson hosts", { timeout: 20 * 60_000 }, () => {
   let fleet: SimFleet;
+  // A prefix of one's own keeps a run off everyone else's sims.
+  const prefix = process.env["JETSON_SIM_PREFIX"] ?? "jetson-sim-test";
   // A cold first run builds the base and sim images (about 4 minutes on 2 cores).
-  before(async () => (fleet = await startSims(2)), { timeout: 15 * 60_000 });
+  before(async () => (fleet = await startSims(2, { prefix })), { timeout: 15 * 60_000 });
   after(() => fleet?.stop());
 
   it("prints one line per host with its address, port, user, host key and release", () => {
     assert.deepEqual(
       fleet.hosts.map((h) => h.name),
-      ["jetson-sim-test-1", "jetson-sim-test-2"],
+      [`${prefix}-1`, `${prefix}-2`],
     );
     for (const host of fleet.hosts) {
       assert.equal(host.address, "127.0.0.1");

@@ -12,8 +12,11 @@ import {
   hostCommand,
   hostStdin,
   renderHostScript,
+  stepTrigger,
+  type Elevation,
 } from "../../../components/index.ts";
 import { clientKey, hostKey } from "../../support/fixtures.ts";
+import { readHostStdin } from "../../support/host-stdin.ts";
 import { ResourceRecorder, unwrap, useMockStack } from "../../support/mocks.ts";
 
 const FACTS = {
@@ -59,13 +62,11 @@ async function build(spec: HostSpec = host, production?: boolean) {
   return { rec, h };
 }
 
-/** The elevation prefix, env assignments and script of a rendered command line (`... env K=V... bash -c SCRIPT jetson-fleet`). */
-function decode(create: string): { prefix: string[]; env: Record<string, string>; script: string } {
-  const words = parseShell(create).map(String);
-  const bashAt = words.length - 4;
-  const envAt = words.lastIndexOf("env", bashAt);
-  const env = Object.fromEntries(words.slice(envAt + 1, bashAt).map((w) => [w.slice(0, w.indexOf("=")), w.slice(w.indexOf("=") + 1)]));
-  return { prefix: words.slice(0, envAt), env, script: words[bashAt + 2] ?? "" };
+/** The step a command's stdin carries (always a secret: the parameters may hold credentials). */
+function stepOf(c: { inputs: Record<string, unknown> } | undefined, elevation: Elevation = "sudo") {
+  const stdin = c?.inputs["stdin"] as { [k: string]: unknown; value?: unknown } | undefined;
+  assert.equal(stdin?.[pulumi.runtime.specialSigKey], pulumi.runtime.specialSecretSig, "stdin is a secret");
+  return readHostStdin(String(stdin?.value), elevation);
 }
 
 describe("JetsonHost", () => {
@@ -78,9 +79,9 @@ describe("JetsonHost", () => {
       commands.map((c) => c.name),
       HOST_SCRIPTS.map((s) => `orin-01-${s}`),
     );
-    const envs = commands.map((c) => decode(c.inputs["create"] as string));
+    const steps = commands.map((c) => stepOf(c));
     assert.deepEqual(
-      envs.map((e) => e.env),
+      steps.map((e) => e.create),
       [
         { DOCKER_PACKAGE: "docker-ce", EXPECTED_L4T: "36.4.3" },
         { DOCKER_PACKAGE: "docker-ce", DOCKER_VERSION: "27.5.1", APT_SOURCES: "deb [trusted=yes] file:/opt/repo ./" },
@@ -89,10 +90,12 @@ describe("JetsonHost", () => {
         { NVIDIA_DEFAULT_RUNTIME: "true" },
       ],
     );
-    const own = commands.map((c) => contentHash(c.inputs["create"] as string));
-    envs.forEach((e, i) => {
-      assert.deepEqual(e.prefix, ["sudo", "-n"]);
-      assert.equal(e.script, renderHostScript(HOST_SCRIPTS[i] ?? "facts"));
+    const own = steps.map((e) => stepTrigger({ script: e.script, create: e.create }));
+    steps.forEach((e, i) => {
+      const id = HOST_SCRIPTS[i] ?? "facts";
+      // The same short launcher for every step, by name; the script and parameters on stdin, nothing else there.
+      assert.equal(commands[i]?.inputs["create"], hostCommand(id, "create", "sudo"));
+      assert.deepEqual(e, { script: renderHostScript(id), create: e.create, data: "" });
       // Verification re-runs whenever any step before it does: its triggers hold theirs too.
       assert.deepEqual(commands[i]?.inputs["triggers"], i === commands.length - 1 ? [own[i], ...own.slice(0, i)] : [own[i]]);
       assert.equal(commands[i]?.inputs["addPreviousOutputInEnv"], false);
@@ -148,10 +151,13 @@ describe("JetsonHost", () => {
     const create = await unwrap(step.create);
     assert.doesNotMatch(create ?? "", /hunter2/);
     // The wrapper that takes the password's line itself, so nothing else on stdin can meet sudo.
-    assert.equal(create, hostCommand(renderHostScript("verify"), { NVIDIA_DEFAULT_RUNTIME: "true" }, "sudo-password"));
-    assert.deepEqual(decode(create ?? "").prefix.slice(0, 2), ["bash", "-c"]);
+    assert.equal(create, hostCommand("verify", "create", "sudo-password"));
+    assert.deepEqual(parseShell(create ?? "").slice(0, 2), ["bash", "-c"]);
     assert.equal(await pulumi.isSecret(step.stdin), true);
-    assert.equal(await unwrap(step.stdin), "hunter2\n");
+    assert.equal(
+      await unwrap(step.stdin),
+      hostStdin("sudo-password", "hunter2", { script: renderHostScript("verify"), create: { NVIDIA_DEFAULT_RUNTIME: "true" } }),
+    );
   });
 
   it("on a change of the connection alone, runs no install script: only facts and verify run again", async () => {
@@ -178,14 +184,12 @@ describe("JetsonHost", () => {
       ["facts", "install-docker", "install-nvidia-toolkit", "configure-docker", "install-compose", "verify"].map((s) => `orin-01-${s}`),
     );
     const compose = commands[4];
-    assert.equal(
-      compose?.inputs["create"],
-      hostCommand(
-        renderHostScript("install-compose"),
-        { COMPOSE_PACKAGE: "docker-compose-plugin", COMPOSE_VERSION: "2.29.7", APT_SOURCES: "deb [trusted=yes] file:/opt/repo ./" },
-        "sudo",
-      ),
-    );
+    assert.equal(compose?.inputs["create"], hostCommand("install-compose", "create", "sudo"));
+    assert.deepEqual(stepOf(compose), {
+      script: renderHostScript("install-compose"),
+      create: { COMPOSE_PACKAGE: "docker-compose-plugin", COMPOSE_VERSION: "2.29.7", APT_SOURCES: "deb [trusted=yes] file:/opt/repo ./" },
+      data: "",
+    });
     assert.equal(compose?.inputs["update"], RECONNECT_CHECK);
   });
 
@@ -199,29 +203,24 @@ describe("JetsonHost", () => {
     await unwrap(h.verification);
     const step = rec.ofType("command:remote:Command").find((c) => c.name === "orin-01-registry-login");
     assert.ok(step, "a registry-login step");
-    const create = step.inputs["create"] as string;
-    assert.equal(
-      create,
-      hostCommand(
-        renderHostScript("registry-login"),
-        { REGISTRY_SERVER: "registry.lab:5000", REGISTRY_USERNAME: "fleet" },
-        "sudo-password",
-      ),
-    );
-    assert.doesNotMatch(JSON.stringify(step.inputs["create"]) + JSON.stringify(step.inputs["delete"]), /s3cret-token|hunter2/);
-    assert.equal(
-      step.inputs["delete"],
-      hostCommand(renderHostScript("registry-login"), { REGISTRY_SERVER: "registry.lab:5000", LOGOUT: "1" }, "sudo-password"),
-    );
-    // Password line first, for sudo; then the registry password, the script's standard input.
+    assert.equal(step.inputs["create"], hostCommand("registry-login", "create", "sudo-password"));
+    assert.equal(step.inputs["delete"], hostCommand("registry-login", "delete", "sudo-password"));
+    const program = {
+      script: renderHostScript("registry-login"),
+      create: { REGISTRY_SERVER: "registry.lab:5000", REGISTRY_USERNAME: "fleet" },
+      delete: { REGISTRY_SERVER: "registry.lab:5000", LOGOUT: "1" },
+    };
+    // Password line first, for sudo; then the step (the logout's parameters beside the login's);
+    // then the registry password, the script's standard input.
     assert.deepEqual(step.inputs["stdin"], {
       [pulumi.runtime.specialSigKey]: pulumi.runtime.specialSecretSig,
-      value: hostStdin("sudo-password", "hunter2", "s3cret-token"),
+      value: hostStdin("sudo-password", "hunter2", program, "s3cret-token"),
     });
+    assert.deepEqual(stepOf(step, "sudo-password"), { password: "hunter2", ...program, data: "s3cret-token" });
     // A secret element makes the whole list a secret in the state.
     assert.deepEqual(step.inputs["triggers"], {
       [pulumi.runtime.specialSigKey]: pulumi.runtime.specialSecretSig,
-      value: [contentHash(create), contentHash("s3cret-token")],
+      value: [stepTrigger(program), contentHash("s3cret-token")],
     });
   });
 
@@ -237,13 +236,13 @@ describe("JetsonHost", () => {
   });
 
   it("changes a step's trigger when its script or parameters change, and only that step's", () => {
-    const a = hostCommand(renderHostScript("install-docker"), { DOCKER_PACKAGE: "docker-ce", DOCKER_VERSION: "27.5.1" }, "sudo");
-    const b = hostCommand(renderHostScript("install-docker"), { DOCKER_PACKAGE: "docker-ce", DOCKER_VERSION: "27.5.0" }, "sudo");
-    assert.notEqual(contentHash(a), contentHash(b));
-    assert.equal(
-      contentHash(a),
-      contentHash(hostCommand(renderHostScript("install-docker"), { DOCKER_PACKAGE: "docker-ce", DOCKER_VERSION: "27.5.1" }, "sudo")),
-    );
+    const step = (version: string, id: "install-docker" | "install-nvidia-toolkit" = "install-docker") => ({
+      script: renderHostScript(id),
+      create: { DOCKER_PACKAGE: "docker-ce", DOCKER_VERSION: version },
+    });
+    assert.notEqual(stepTrigger(step("27.5.1")), stepTrigger(step("27.5.0")));
+    assert.notEqual(stepTrigger(step("27.5.1")), stepTrigger(step("27.5.1", "install-nvidia-toolkit")));
+    assert.equal(stepTrigger(step("27.5.1")), stepTrigger(step("27.5.1")));
   });
 });
 

@@ -4,7 +4,6 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { describe, it } from "node:test";
 import * as pulumi from "@pulumi/pulumi";
-import { parse as parseShell } from "shell-quote";
 import {
   ComposeDeployment,
   ComposeProject,
@@ -13,11 +12,15 @@ import {
   ServiceSpec,
   contentHash,
   hostCommand,
+  hostStdin,
   pinServiceImages,
   renderComposeFile,
   renderServiceScript,
+  stepTrigger,
+  type Elevation,
   type ServiceHost,
 } from "../../../components/index.ts";
+import { readHostStdin } from "../../support/host-stdin.ts";
 import { PROJECT } from "../../support/fixtures.ts";
 import { ResourceRecorder, unwrap, useMockStack } from "../../support/mocks.ts";
 
@@ -229,13 +232,11 @@ describe("ComposeDeployment", () => {
     await unwrap(d.results);
     return { rec, captured, d };
   }
-  /** The env assignments and script of a rendered command line (`... env K=V... bash -c SCRIPT jetson-fleet`). */
-  const decode = (create: string) => {
-    const words = parseShell(create).map(String);
-    const bashAt = words.length - 4;
-    const envAt = words.lastIndexOf("env", bashAt);
-    const env = Object.fromEntries(words.slice(envAt + 1, bashAt).map((w) => [w.slice(0, w.indexOf("=")), w.slice(w.indexOf("=") + 1)]));
-    return { env, script: words[bashAt + 2] };
+  /** The step an apply command's stdin carries (the provider's value, or a secret's). */
+  const stepOf = (c: { inputs: Record<string, unknown> }, elevation: Elevation = "sudo-password") => {
+    const stdin = c.inputs["stdin"];
+    const text = typeof stdin === "string" ? stdin : (stdin as { value: string }).value;
+    return readHostStdin(text, elevation);
   };
   const applyEnv = (project: string, host: string) => ({
     PROJECT: project,
@@ -254,23 +255,29 @@ describe("ComposeDeployment", () => {
       ["services-orin-01-apply", "services-orin-02-apply", "services-orin-03-apply"],
     );
     commands.forEach((c, i) => {
-      const create = c.inputs["create"] as string;
       // The project follows the stack: jetson-fleet (the mocks' Pulumi project), stack "unit".
       const env = applyEnv("jetson-fleet-unit", `orin-0${i + 1}`);
-      assert.deepEqual(decode(create), { env, script: renderServiceScript("compose-apply") });
-      // Exactly the sudo-password command line: a wrapper that takes the password's line itself,
-      // so the file's first line is the file's whether sudo asks or not.
-      assert.equal(create, hostCommand(renderServiceScript("compose-apply"), env, "sudo-password"));
-      assert.doesNotMatch(create, /t0ken|hunter2/);
-      // The file holds a secret environment value, so it and the stdin carrying it are secrets.
-      assert.deepEqual(c.inputs["stdin"], secretOf(`hunter2\n${file}`));
-      assert.deepEqual(c.inputs["triggers"], secretOf([contentHash(create, file)]));
-      // A re-run of the same step (connection or password changed) applies again without claiming the file twice.
-      assert.equal(c.inputs["update"], hostCommand(renderServiceScript("compose-apply"), { ...env, ACTION: "update" }, "sudo-password"));
-      // Destroy: down for this project only while the host still runs the file this step applied
-      // (its sha256; secret like the file it is the hash of).
-      const deleteEnv = { PROJECT: "jetson-fleet-unit", HOST_NAME: `orin-0${i + 1}`, ACTION: "delete", FILE_SHA256: sha256(file) };
-      assert.deepEqual(c.inputs["delete"], secretOf(hostCommand(renderServiceScript("compose-apply"), deleteEnv, "sudo-password")));
+      // The same short command line on every host, for each of the provider's commands; a wrapper
+      // that takes the password's line itself, so the file's first line is the file's whether sudo asks or not.
+      assert.equal(c.inputs["create"], hostCommand("compose-apply", "create", "sudo-password"));
+      assert.equal(c.inputs["update"], hostCommand("compose-apply", "update", "sudo-password"));
+      assert.equal(c.inputs["delete"], hostCommand("compose-apply", "delete", "sudo-password"));
+      assert.doesNotMatch(
+        JSON.stringify([c.inputs["create"], c.inputs["update"], c.inputs["delete"]]),
+        /t0ken|hunter2|orin-0|jetson-fleet-unit/,
+      );
+      const step = {
+        script: renderServiceScript("compose-apply"),
+        create: env,
+        // A re-run of the same step (connection or password changed) applies again without claiming the file twice.
+        update: { ...env, ACTION: "update" },
+        // Destroy: down for this project only while the host still runs the file this step applied.
+        delete: { PROJECT: "jetson-fleet-unit", HOST_NAME: `orin-0${i + 1}`, ACTION: "delete", FILE_SHA256: sha256(file) },
+      };
+      // The password's line, the step, then the file; a secret, as the file holds a secret environment value.
+      assert.deepEqual(c.inputs["stdin"], secretOf(hostStdin("sudo-password", "hunter2", step, file)));
+      assert.deepEqual(stepOf(c), { password: "hunter2", ...step, data: file });
+      assert.deepEqual(c.inputs["triggers"], secretOf([contentHash(stepTrigger(step), file)]));
       // The command SDK adds its dial defaults to a connection that sets none.
       assert.deepEqual(
         c.inputs["connection"],
@@ -286,7 +293,7 @@ describe("ComposeDeployment", () => {
     pulumi.runtime.setMocks(rec, PROJECT, "staging", false);
     const d = new ComposeDeployment("services", { hosts: hosts(2), services: SERVICES, images: IMAGES });
     await unwrap(d.results);
-    const projectOf = (c: { inputs: Record<string, unknown> }) => decode(c.inputs["create"] as string).env["PROJECT"];
+    const projectOf = (c: { inputs: Record<string, unknown> }) => stepOf(c).create["PROJECT"];
     assert.equal(d.project, "jetson-fleet-staging");
     assert.deepEqual(rec.ofType("command:remote:Command").map(projectOf), ["jetson-fleet-staging", "jetson-fleet-staging"]);
     // Same stack, a name given.
@@ -304,11 +311,15 @@ describe("ComposeDeployment", () => {
         message: `project ${JSON.stringify(bad)} is not a compose project name; expected lower-case letters, digits, "-" and "_", starting with a letter or digit (e.g. "jetson-fleet-dev")`,
       });
     }
-    // Where no sudo password is needed, the file goes alone.
+    // Where no sudo password is needed, the step and the file go alone (no password line).
     const file = renderComposeFile(SERVICES, IMAGES);
     for (const elevation of ["sudo", "root"] as const) {
       const p = new ComposeProject(`as-${elevation}`, { host: { ...hosts(1)[0]!, elevation }, services: SERVICES, images: IMAGES });
-      assert.equal(await unwrap(p.apply.stdin), file);
+      const read = readHostStdin((await unwrap(p.apply.stdin)) ?? "", elevation);
+      assert.equal(read.password, undefined);
+      assert.equal(read.data, file);
+      assert.equal(read.create["PROJECT"], "jetson-fleet-staging");
+      assert.equal(await unwrap(p.apply.create), hostCommand("compose-apply", "create", elevation));
       assert.equal(p.project, "jetson-fleet-staging");
     }
   });
