@@ -6,7 +6,7 @@ import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import type { ServiceSpec } from "../config/index.ts";
 import { createHash } from "node:crypto";
-import { contentHash, hostCommand, hostStdin, stepTrigger, type HostStep } from "../host/index.ts";
+import { RECONNECT_CHECK, contentHash, hostCommand, hostStdin, stepTrigger, type HostStep } from "../host/index.ts";
 import { bindSources, checkComposeProject, composeProjectName, renderBindSources, renderComposeFile } from "./compose.ts";
 import type { ServiceHost } from "./hosts.ts";
 import { renderServiceScript } from "./scripts.ts";
@@ -107,8 +107,6 @@ export class ComposeProject extends pulumi.ComponentResource {
     const step = (file: string): HostStep => ({
       script: renderServiceScript("compose-apply"),
       create: params,
-      // A re-run of the same step (its connection or password changed): it claims the file already.
-      update: { ...params, ACTION: "update" },
       delete: { PROJECT: project, HOST_NAME: host.name, ACTION: "delete", FILE_SHA256: sha256(file) },
     });
     const stdin = pulumi
@@ -119,7 +117,8 @@ export class ComposeProject extends pulumi.ComponentResource {
       {
         connection: host.connection,
         create: hostCommand("compose-apply", "create", host.elevation),
-        update: hostCommand("compose-apply", "update", host.elevation),
+        // A new way to reach the host (key, address, host key, sudo password) changes no service.
+        update: RECONNECT_CHECK,
         delete: hostCommand("compose-apply", "delete", host.elevation),
         stdin: host.elevation === "sudo-password" || hasSecrets ? pulumi.secret(stdin) : stdin,
         triggers: [this.composeFile.apply((f) => contentHash(stepTrigger(step(f)), f))],

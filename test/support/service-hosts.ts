@@ -55,8 +55,6 @@ export interface ServiceHosts {
    * the create parameters; PROJECT defaults to "jetson-fleet".
    */
   apply(host: SimHost, composeFile: string, env?: Record<string, string>, password?: string): Promise<SshResult>;
-  /** The same step's update command (the provider's update: the connection or password changed), with the same stdin. */
-  update(host: SimHost, composeFile: string, env?: Record<string, string>): Promise<SshResult>;
   /**
    * The same step's delete command, with the same stdin (the provider sends a delete the stdin the
    * step was created with): ACTION=delete and the file's sha256. `env` adds to the delete parameters.
@@ -69,7 +67,7 @@ export interface ServiceHosts {
 
 /**
  * The apply step as `ComposeProject` renders it for `composeFile` on host `hostName`: the create
- * parameters (`env` over the defaults), the update's (ACTION=update), the delete's (`deleteEnv`
+ * parameters (`env` over the defaults), the delete's (`deleteEnv`
  * over PROJECT, HOST_NAME, ACTION=delete and the file's sha256).
  */
 export function composeStep(hostName: string, composeFile: string, env: Record<string, string> = {}, deleteEnv = env): HostStep {
@@ -77,7 +75,6 @@ export function composeStep(hostName: string, composeFile: string, env: Record<s
   return {
     script: renderServiceScript("compose-apply"),
     create,
-    update: { ...create, ACTION: "update" },
     delete: {
       PROJECT: create.PROJECT,
       HOST_NAME: hostName,
@@ -180,10 +177,6 @@ export async function startServiceHosts(count: number, prefix: string): Promise<
       apply: (host, composeFile, env = {}, password = f.sudoPassword) =>
         ssh(f, host, hostCommand("compose-apply", "create", "sudo-password"), {
           input: hostStdin("sudo-password", password, composeStep(host.name, composeFile, env), composeFile),
-        }),
-      update: (host, composeFile, env = {}) =>
-        ssh(f, host, hostCommand("compose-apply", "update", "sudo-password"), {
-          input: hostStdin("sudo-password", f.sudoPassword, composeStep(host.name, composeFile, env), composeFile),
         }),
       remove: (host, composeFile, env = {}) =>
         ssh(f, host, hostCommand("compose-apply", "delete", "sudo-password"), {

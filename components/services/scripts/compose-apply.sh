@@ -10,8 +10,7 @@
 # other step that applied the very same file still stands. Pulumi replaces a step by creating the
 # new one first, so the old one's delete finds a newer file (or the same file claimed again) and
 # leaves it running. Which steps claim a file: STATE_DIR/PROJECT/owners, one sha256 line per
-# created step (ACTION=create adds its line, update re-applies without one, delete takes its own
-# out). Named volumes and images stay: they may hold data, and a later apply reuses them.
+# created step (ACTION=create adds its line, delete takes its own out). Named volumes and images stay: they may hold data, and a later apply reuses them.
 #
 # Applies on one host run one at a time, whatever their project: they share its ports, GPU, memory
 # and image pulls, and a health wait or rollback measured beside another project's switch would
@@ -19,7 +18,7 @@
 # so does a delete.
 #
 #   PROJECT         compose project name (lower-case letters, digits, - and _)
-#   ACTION          create (default), update or delete
+#   ACTION          create (default) or delete
 #   FILE_SHA256     delete: the sha256 of the file the step applied
 #   HOST_NAME       the host's name in messages (default: hostname)
 #   HEALTH_TIMEOUT  seconds to wait for health (default 120)
@@ -47,7 +46,7 @@ die() {
 # Also keeps the name a single directory below the state dir.
 [[ $project =~ ^[a-z0-9][a-z0-9_-]*$ ]] \
   || die "host $host: PROJECT=$project is not a compose project name; expected lower-case letters, digits, - and _; nothing was changed"
-[[ $action =~ ^(create|update|delete)$ ]] || die "host $host: ACTION=$action: expected create, update or delete; nothing was changed"
+[[ $action =~ ^(create|delete)$ ]] || die "host $host: ACTION=$action: expected create or delete; nothing was changed"
 if [[ $action == delete ]]; then
   want=${FILE_SHA256:-}
   [[ $want =~ ^[0-9a-f]{64}$ ]] || die "host $host: FILE_SHA256=$want: expected the sha256 of the applied file; nothing was changed"
@@ -227,8 +226,8 @@ up_ok=true
 run_compose "$dir/next.yaml" up -d --remove-orphans 2>"$dir/up.err" || up_ok=false
 if wait_healthy "$dir/next.yaml" && $up_ok; then
   mv "$dir/next.yaml" "$dir/current.yaml"
-  # This step now claims the file; an update is a step that claimed it when it was created.
-  [[ $action != create ]] || sha256sum "$dir/current.yaml" | cut -d' ' -f1 >>"$dir/owners"
+  # This step now claims the file.
+  sha256sum "$dir/current.yaml" | cut -d' ' -f1 >>"$dir/owners"
   after=$(containers)
   if [[ $after == "$before" ]]; then echo "unchanged"; else echo "updated"; fi
   cut -d' ' -f1 <<<"$after"

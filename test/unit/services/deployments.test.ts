@@ -8,6 +8,7 @@ import {
   ComposeDeployment,
   ComposeProject,
   ContainerDeployment,
+  RECONNECT_CHECK,
   SERVICE_TYPE,
   ServiceSpec,
   contentHash,
@@ -260,7 +261,8 @@ describe("ComposeDeployment", () => {
       // The same short command line on every host, for each of the provider's commands; a wrapper
       // that takes the password's line itself, so the file's first line is the file's whether sudo asks or not.
       assert.equal(c.inputs["create"], hostCommand("compose-apply", "create", "sudo-password"));
-      assert.equal(c.inputs["update"], hostCommand("compose-apply", "update", "sudo-password"));
+      // A new connection or password changes no service: the update runs nothing on the host.
+      assert.equal(c.inputs["update"], RECONNECT_CHECK);
       assert.equal(c.inputs["delete"], hostCommand("compose-apply", "delete", "sudo-password"));
       assert.doesNotMatch(
         JSON.stringify([c.inputs["create"], c.inputs["update"], c.inputs["delete"]]),
@@ -269,8 +271,6 @@ describe("ComposeDeployment", () => {
       const step = {
         script: renderServiceScript("compose-apply"),
         create: env,
-        // A re-run of the same step (connection or password changed) applies again without claiming the file twice.
-        update: { ...env, ACTION: "update" },
         // Destroy: down for this project only while the host still runs the file this step applied.
         delete: { PROJECT: "jetson-fleet-unit", HOST_NAME: `orin-0${i + 1}`, ACTION: "delete", FILE_SHA256: sha256(file) },
       };
