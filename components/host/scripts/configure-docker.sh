@@ -10,7 +10,8 @@ mkdir -p "$(dirname "$file")"
 tmp=$(mktemp "$file.XXXXXX")
 trap 'rm -f "$tmp"' EXIT
 if [[ -s $file ]]; then cp "$file" "$tmp"; else echo '{}' >"$tmp"; fi
-jq --argjson add "$DAEMON_JSON" '. * $add' "$tmp" >"$tmp.merged" && mv "$tmp.merged" "$tmp"
+# From the environment, not an argument: daemon.json may hold proxy credentials (ps shows arguments).
+jq '. * (env.DAEMON_JSON | fromjson)' "$tmp" >"$tmp.merged" && mv "$tmp.merged" "$tmp"
 
 if [[ $NVIDIA_DEFAULT_RUNTIME == true ]]; then
   nvidia-ctk runtime configure --runtime=docker --config="$tmp" --set-as-default >/dev/null
