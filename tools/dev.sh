@@ -116,7 +116,8 @@ case ${1:-up} in
     pulumi destroy --yes --stack dev
     cat >&2 <<'EOF'
 ==> what stays on the hosts
-The services and their containers are gone. What JetsonHost installed stays, as on a real Jetson
+The services and their containers are gone (named volumes stay), and a registry login, when the
+stack had one, is logged out. What JetsonHost installed stays, as on a real Jetson
 that leaves the fleet: the Docker engine, the NVIDIA container toolkit and the compose tool (held
 at their pinned versions), /etc/docker/daemon.json as merged, and pulled images. Remove the sims
 themselves with: tools/dev-env.sh stop
