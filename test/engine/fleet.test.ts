@@ -7,11 +7,11 @@
 // first batch. Every secret is searched for in the state, the engine's output and the hosts'
 // process lists.
 import assert from "node:assert/strict";
-import { readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { parse, stringify } from "yaml";
-import { engineEnv, engineStack, pulumiBin, REPO, type EngineStack } from "../support/engine.ts";
+import { engineStack, filesText, REPO, storedState, type EngineStack } from "../support/engine.ts";
 import { sampleProcessLists, startDevFleet, type DevFleet } from "../support/fleet.ts";
 import type { SimHost } from "../support/jetson-sim.ts";
 import { docker, run } from "../support/services.ts";
@@ -41,15 +41,6 @@ async function pushProbe(): Promise<Probe> {
     out[key] = stdout.trim();
   }
   return out as unknown as Probe;
-}
-
-/** Every file under `dir`, as text. */
-function filesText(dir: string): string {
-  return readdirSync(dir, { recursive: true, encoding: "utf8" })
-    .map((f) => join(dir, f))
-    .filter((f) => statSync(f).isFile())
-    .map((f) => readFileSync(f, "utf8"))
-    .join("\n");
 }
 
 describe("the dev stack on three simulated Jetsons under pulumi up", { timeout: 90 * 60_000 }, () => {
@@ -390,13 +381,7 @@ describe("the dev stack on three simulated Jetsons under pulumi up", { timeout: 
   });
 
   it("keeps the private key and the sudo password out of the state, the engine's output and the hosts' process lists", async () => {
-    // The Automation API's exportStack() decrypts (--show-secrets): the state as stored is the CLI's plain export.
-    const state = (
-      await run(join(pulumiBin(), "pulumi"), ["stack", "export", "--stack", STACK, "--cwd", env.dir], {
-        env: { ...process.env, ...engineEnv(env.stateDir) },
-        maxBuffer: 64 * 1024 * 1024,
-      })
-    ).stdout;
+    const state = await storedState(env, STACK);
     assert.match(state, /"ciphertext": ?"v1:/, "the export holds the secrets encrypted");
     const backend = filesText(env.stateDir);
     const keyLines = fleet.privateKey.split("\n").filter((l) => l.length > 20 && !l.startsWith("-----"));

@@ -7,12 +7,12 @@
 // host's process lists.
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
-import { readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { parse, stringify } from "yaml";
-import { engineEnv, engineStack, pulumiBin, REPO, type EngineStack } from "../support/engine.ts";
+import { engineStack, filesText, REPO, storedState, type EngineStack } from "../support/engine.ts";
 import { sampleProcessLists, startDevFleet, type DevFleet } from "../support/fleet.ts";
 import type { SimHost } from "../support/jetson-sim.ts";
 import { run, scratchDir, startAuthRegistry, type AuthRegistry } from "../support/services.ts";
@@ -50,15 +50,6 @@ function htpasswdOf(server: string): string {
   throw new Error(`no htpasswd registry config for ${server} under ${tmpdir()}`);
 }
 
-/** Every file under `dir`, as text. */
-function filesText(dir: string): string {
-  return readdirSync(dir, { recursive: true, encoding: "utf8" })
-    .map((f) => join(dir, f))
-    .filter((f) => statSync(f).isFile())
-    .map((f) => readFileSync(f, "utf8"))
-    .join("\n");
-}
-
 describe("registry login on a simulated Jetson under pulumi up", { timeout: 60 * 60_000 }, () => {
   const passwords = [newPassword("first"), newPassword("rotated")] as const;
   let registry: AuthRegistry;
@@ -73,18 +64,7 @@ describe("registry login on a simulated Jetson under pulumi up", { timeout: 60 *
   let processLists = "";
   /** `pulumi stack export` after every up. */
   let exports = "";
-  /**
-   * `pulumi stack export` as a user runs it. Not the Automation API's `exportStack()`: that one
-   * passes `--show-secrets`, so it holds every secret in plain text.
-   */
-  async function stackExport(): Promise<string> {
-    const { stdout } = await run(join(pulumiBin(), "pulumi"), ["stack", "export", "--stack", STACK], {
-      cwd: env.dir,
-      env: { ...process.env, ...engineEnv(env.stateDir) },
-      maxBuffer: 64 * 1024 * 1024,
-    });
-    return stdout;
-  }
+  const stackExport = () => storedState(env, STACK);
 
   const stackFile = () => join(env.dir, `Pulumi.${STACK}.yaml`);
   /** Changes the stack file's project config as a user would edit it. */

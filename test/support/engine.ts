@@ -1,7 +1,9 @@
 // The engine tier's harness: the real Pulumi CLI (built by tools/toolchain.sh) driven through the
 // Automation API, against a local file backend with passphrase secrets, on a throwaway copy of
 // the project so tests never touch the repository's stack files or state.
-import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { execFile } from "node:child_process";
+import { copyFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
+import { promisify } from "node:util";
 import { homedir, tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { LocalWorkspace, PulumiCommand, type Stack } from "@pulumi/pulumi/automation/index.js";
@@ -126,4 +128,26 @@ export async function engineStack(spec: EngineStackSpec): Promise<EngineStack> {
       rmSync(stateDir, { recursive: true, force: true });
     },
   };
+}
+
+/**
+ * `pulumi stack export` as a user runs it: the state as stored, secrets encrypted. Not the
+ * Automation API's `exportStack()`, which passes `--show-secrets` and so holds every secret in plain text.
+ */
+export async function storedState(env: EngineStack, stack: string): Promise<string> {
+  const { stdout } = await promisify(execFile)(join(pulumiBin(), "pulumi"), ["stack", "export", "--stack", stack], {
+    cwd: env.dir,
+    env: { ...process.env, ...engineEnv(env.stateDir) },
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  return stdout;
+}
+
+/** Every file under `dir` (a local backend's state, history and backups), as text. */
+export function filesText(dir: string): string {
+  return readdirSync(dir, { recursive: true, encoding: "utf8" })
+    .map((f) => join(dir, f))
+    .filter((f) => statSync(f).isFile())
+    .map((f) => readFileSync(f, "utf8"))
+    .join("\n");
 }
