@@ -9,7 +9,7 @@ import { join } from "node:path";
 import { parse, stringify } from "yaml";
 import { REPO, engineStack, type EngineStack } from "../test/support/engine.ts";
 import { startDevFleet, type DevFleet } from "../test/support/fleet.ts";
-import { docker, run } from "../test/support/services.ts";
+import { docker, pushedDigest, run } from "../test/support/services.ts";
 
 const PROBE_PORT = 18080;
 const dev = parse(readFileSync(join(REPO, "Pulumi.dev.yaml"), "utf8")) as { config: Record<string, unknown> };
@@ -19,7 +19,7 @@ async function probeRelease(version: string): Promise<string> {
   const tag = `127.0.0.1:5000/bench/web-probe:${version}`;
   await run(join(REPO, "images", "web-probe", "build.sh"), [tag, version, "true"]);
   await docker("push", "-q", tag);
-  return (await docker("image", "inspect", "-f", "{{index .RepoDigests 0}}", tag)).stdout.trim();
+  return pushedDigest(tag);
 }
 
 const services = (probe: string) => [

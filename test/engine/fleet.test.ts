@@ -14,7 +14,7 @@ import { parse, stringify } from "yaml";
 import { engineStack, filesText, REPO, storedState, type EngineStack } from "../support/engine.ts";
 import { sampleProcessLists, startDevFleet, type DevFleet } from "../support/fleet.ts";
 import type { SimHost } from "../support/jetson-sim.ts";
-import { docker, run } from "../support/services.ts";
+import { docker, pushedDigest, run } from "../support/services.ts";
 
 const STACK = "fleet";
 const PROBE_PORT = 18080;
@@ -37,8 +37,7 @@ async function pushProbe(): Promise<Probe> {
     const tag = `127.0.0.1:5000/engine/web-probe:${version}`;
     await run(join(REPO, "images", "web-probe", "build.sh"), [tag, version, healthy]);
     await docker("push", "-q", tag);
-    const { stdout } = await docker("image", "inspect", "-f", "{{index .RepoDigests 0}}", tag);
-    out[key] = stdout.trim();
+    out[key] = await pushedDigest(tag);
   }
   return out as unknown as Probe;
 }

@@ -15,6 +15,18 @@ export function docker(...args: string[]): Promise<{ stdout: string; stderr: str
   return run(DOCKER, args, { maxBuffer: 64 * 1024 * 1024 });
 }
 
+/**
+ * `repository@sha256:…` of a tag just pushed: the image's repo digest for that repository (an
+ * image pushed to other registries before has theirs too, in no useful order).
+ */
+export async function pushedDigest(tag: string): Promise<string> {
+  const repository = tag.replace(/:[^:/]+$/, "");
+  const { stdout } = await docker("image", "inspect", "-f", "{{range .RepoDigests}}{{println .}}{{end}}", tag);
+  const digest = stdout.split("\n").find((d) => d.startsWith(`${repository}@`));
+  if (!digest) throw new Error(`${tag} has no repo digest in ${repository}: ${stdout}`);
+  return digest;
+}
+
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
