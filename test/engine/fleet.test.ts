@@ -13,6 +13,7 @@ import { after, before, describe, it } from "node:test";
 import { parse, stringify } from "yaml";
 import { engineStack, filesText, REPO, storedState, type EngineStack } from "../support/engine.ts";
 import { sampleProcessLists, startDevFleet, type DevFleet } from "../support/fleet.ts";
+import { ed25519KeyPair } from "../support/fixtures.ts";
 import type { SimHost } from "../support/jetson-sim.ts";
 import { docker, pushedDigest, run } from "../support/services.ts";
 
@@ -51,6 +52,8 @@ describe("the dev stack on three simulated Jetsons under pulumi up", { timeout: 
   let engineOutput = "";
   let processLists = "";
   const [h1, h2, h3] = [0, 1, 2];
+  /** Host 1's client key after a rotation (made fresh, never committed). */
+  const rotated = ed25519KeyPair();
   const host = (i: number): SimHost => fleet.hosts[i] as SimHost;
 
   const config = () => parse(readFileSync(join(env.dir, `Pulumi.${STACK}.yaml`), "utf8")) as { config: Record<string, unknown> };
@@ -297,16 +300,22 @@ describe("the dev stack on three simulated Jetsons under pulumi up", { timeout: 
     assert.equal(maxFile(await daemonJson(h3)), "5");
   });
 
-  it("refuses a wrong host key, naming the host; a corrected key re-runs only the facts and verify scripts", async () => {
+  it("refuses a wrong host key, naming the host; a rotated client key re-runs only the facts and verify scripts", async () => {
     edit((cfg) => ((hostsOf(cfg)[h1] as Record<string, unknown>)["hostKey"] = host(h2).hostKey));
     const message = await upFails();
     assert.match(message, /jetson-engine-1-facts[\s\S]*ssh: handshake failed: ssh: host key mismatch/);
+    // The failed update left the state as it was: the corrected key has nothing to redo.
     edit((cfg) => ((hostsOf(cfg)[h1] as Record<string, unknown>)["hostKey"] = host(h1).hostKey));
+    assert.deepEqual(nonSame(await upOk()), []);
+
+    // A rotated client key: the host accepts the new one, the stack's secret is replaced.
+    await fleet.exec(host(h1), `echo '${rotated.publicKey}' >>/home/jetson/.ssh/authorized_keys`);
+    await env.stack.setConfig("jetson-fleet:hosts[0].privateKey", { value: rotated.privateKey, secret: true }, true);
     const aptRuns = async () => Number((await fleet.exec(host(h1), "grep -c '^Start-Date' /var/log/apt/history.log || true")).trim());
     const apt = await aptRuns();
     const changes = await upOk();
     // The connection changed, nothing else: host 1's six steps and its compose apply are updated
-    // in place (none replaced); the install steps and the apply only proved the connection works
+    // in place (none replaced); the install steps and the apply only proved the new key works
     // (no apt run, no service touched), facts and verify ran their scripts again.
     assert.deepEqual(nonSame(changes), [["update", 7]]);
     assert.equal(await aptRuns(), apt);
@@ -383,7 +392,9 @@ describe("the dev stack on three simulated Jetsons under pulumi up", { timeout: 
     const state = await storedState(env, STACK);
     assert.match(state, /"ciphertext": ?"v1:/, "the export holds the secrets encrypted");
     const backend = filesText(env.stateDir);
-    const keyLines = fleet.privateKey.split("\n").filter((l) => l.length > 20 && !l.startsWith("-----"));
+    const keyLines = [fleet.privateKey, rotated.privateKey].flatMap((k) =>
+      k.split("\n").filter((l) => l.length > 20 && !l.startsWith("-----")),
+    );
     assert.ok(keyLines.length > 0);
     assert.ok(processLists.length > 0 && engineOutput.length > 0);
     for (const [where, text] of Object.entries({ state, backend, engineOutput, processLists })) {
