@@ -107,6 +107,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def _send(self, code, body, content_type="application/json", headers=()):
         data = body if isinstance(body, bytes) else (json.dumps(body) + "\n").encode()
+        # Counted before the answer leaves: a client that reads /metrics right after its answer sees it.
+        path = self.path.split("?", 1)[0]
+        self.service.metrics.request(path if path in PATHS else "other", self.command, code)
         self.send_response(code)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
@@ -114,8 +117,6 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header(k, v)
         self.end_headers()
         self.wfile.write(data)
-        path = self.path.split("?", 1)[0]
-        self.service.metrics.request(path if path in PATHS else "other", self.command, code)
 
     def do_GET(self):
         path = self.path.split("?", 1)[0]
