@@ -149,11 +149,16 @@ case ${1:-} in
     export BUILDX_CONFIG=$dir/buildx
     builder=$(tools/buildkit.sh start "$dir/bk" "$REGISTRY" | tail -n 1)
     count=${JETSON_DEV_HOSTS:-3}
-    [[ $count =~ ^[1-9][0-9]?$ ]] || { log "JETSON_DEV_HOSTS=$count: expected a number of hosts from 1 to 99"; exit 2; }
+    [[ $count =~ ^[0-9]{1,2}$ ]] || { log "JETSON_DEV_HOSTS=$count: expected a number of hosts from 0 to 99"; exit 2; }
     sims=$dir/$JETSON_SIM_PREFIX.jsonl
-    JETSON_SIM_PUBLISH=${JETSON_SIM_PUBLISH-$(stack_ports)} tools/jetson-sim.sh start "$count" >"$sims.tmp"
-    mv "$sims.tmp" "$sims"
-    start_tunnels "$sims"
+    # 0: the registry and buildkitd only (tests that build and push, with no host).
+    if ((count > 0)); then
+      JETSON_SIM_PUBLISH=${JETSON_SIM_PUBLISH-$(stack_ports)} tools/jetson-sim.sh start "$count" >"$sims.tmp"
+      mv "$sims.tmp" "$sims"
+      start_tunnels "$sims"
+    else
+      : >"$sims"
+    fi
     printf 'export BUILDX_CONFIG=%q BUILDX_BUILDER=%q JETSON_DEV_SIMS=%q\n' "$BUILDX_CONFIG" "$builder" "$sims"
     ;;
   stop-sims)

@@ -35,9 +35,12 @@ export async function startBuildkit(registries: readonly string[]): Promise<Buil
   };
 }
 
-/** Starts the dev stack's registry and buildkitd (tools/dev-env.sh) and returns the environment it exports. */
+/** Starts the dev stack's registry and buildkitd (tools/dev-env.sh, no sims) and returns the environment it exports. */
 export async function startDevEnv(): Promise<Record<string, string>> {
-  const { stdout } = await run(join(import.meta.dirname, "..", "..", "tools", "dev-env.sh"), ["start"], { maxBuffer: 16 * 1024 * 1024 });
+  const { stdout } = await run(join(import.meta.dirname, "..", "..", "tools", "dev-env.sh"), ["start"], {
+    env: { ...process.env, JETSON_DEV_HOSTS: "0" },
+    maxBuffer: 16 * 1024 * 1024,
+  });
   const line = stdout.trim().split("\n").pop() ?? "";
   const vars = Object.fromEntries([...line.matchAll(/(\w+)=(\S+)/g)].map((m) => [m[1] ?? "", m[2] ?? ""]));
   if (!vars["BUILDX_CONFIG"] || !vars["BUILDX_BUILDER"]) throw new Error(`tools/dev-env.sh start printed no builder:\n${stdout}`);
