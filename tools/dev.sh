@@ -58,14 +58,14 @@ if [[ $(cat .stack-inputs 2>/dev/null) != "$inputs" ]]; then
   node --input-type=module -e '
     import { readFileSync, writeFileSync } from "node:fs";
     import { parseDocument } from "yaml";
-    const [committed, sims] = process.argv.slice(1);
+    const [committed, sims, arch] = process.argv.slice(1);
     const doc = parseDocument(readFileSync(committed, "utf8"));
     const hosts = readFileSync(sims, "utf8").trim().split("\n").map((line) => JSON.parse(line))
-      .map((s) => ({ name: s.name, address: s.address, port: s.port, user: s.user, hostKey: s.hostKey, l4tRelease: s.l4tRelease, arch: "amd64" }));
+      .map((s) => ({ name: s.name, address: s.address, port: s.port, user: s.user, hostKey: s.hostKey, l4tRelease: s.l4tRelease, arch }));
     doc.setIn(["config", "jetson-fleet:hosts"], hosts);
     doc.commentBefore = " Made by tools/dev.sh from the repository'"'"'s Pulumi.dev.yaml and the simulated Jetsons; edit those.";
     writeFileSync("Pulumi.dev.yaml.tmp", doc.toString());
-  ' "$repo/Pulumi.dev.yaml" "$JETSON_DEV_SIMS"
+  ' "$repo/Pulumi.dev.yaml" "$JETSON_DEV_SIMS" "$(dpkg --print-architecture)"
   mv Pulumi.dev.yaml.tmp Pulumi.dev.yaml
   pulumi stack select --create --non-interactive dev >/dev/null
   # Secrets go in on stdin: never an argument.
