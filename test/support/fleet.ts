@@ -52,6 +52,8 @@ export interface DevFleet {
 }
 
 const DEV_ENV = join(REPO, "tools", "dev-env.sh");
+/** The sims run this machine's architecture. */
+const SIM_ARCH = process.arch === "arm64" ? "arm64" : "amd64";
 
 export async function startDevFleet(options: DevFleetOptions): Promise<DevFleet> {
   const env = {
@@ -112,7 +114,7 @@ export async function startDevFleet(options: DevFleetOptions): Promise<DevFleet>
         user: h.user,
         hostKey: h.hostKey,
         l4tRelease: h.l4tRelease,
-        arch: "amd64",
+        arch: SIM_ARCH,
       })),
     hostSecrets: () =>
       Object.fromEntries(
