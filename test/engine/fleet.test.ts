@@ -104,23 +104,7 @@ describe("the dev stack on three simulated Jetsons under pulumi up", { timeout: 
   const nonSame = (changes: Record<string, number>) => Object.entries(changes).filter(([op]) => op !== "same");
   const maxFile = (json: Record<string, unknown>) => (json["log-opts"] as Record<string, string> | undefined)?.["max-file"];
   const daemonJson = async (i: number) => JSON.parse(await fleet.exec(host(i), "cat /etc/docker/daemon.json")) as Record<string, unknown>;
-  /** service=image per running container of the stack's compose project, and each one's health. */
-  async function containers(i: number): Promise<Record<string, { image: string; status: string; id: string }>> {
-    const out = await fleet.exec(
-      host(i),
-      `docker ps -a --filter label=com.docker.compose.project=jetson-fleet-${STACK} --format '{{.ID}}' | xargs -r docker inspect -f '{{index .Config.Labels "com.docker.compose.service"}} {{.Config.Image}} {{.State.Status}}{{if .State.Health}}/{{.State.Health.Status}}{{end}} {{.Id}}'`,
-    );
-    return Object.fromEntries(
-      out
-        .trim()
-        .split("\n")
-        .filter(Boolean)
-        .map((line) => {
-          const [service = "", image = "", status = "", id = ""] = line.split(" ");
-          return [service, { image, status, id }];
-        }),
-    );
-  }
+  const containers = (i: number) => fleet.composeContainers(host(i), `jetson-fleet-${STACK}`);
   async function get(url: string): Promise<{ status: number; body: string }> {
     const res = await fetch(url, { signal: AbortSignal.timeout(5_000) });
     return { status: res.status, body: await res.text() };

@@ -149,23 +149,7 @@ describe("registry login on a simulated Jetson under pulumi up", { timeout: 60 *
     const text = await fleet.exec(host, "cat /root/.docker/config.json 2>/dev/null || echo '{}'");
     return (JSON.parse(text) as { auths?: Record<string, { auth?: string }> }).auths ?? {};
   }
-  /** The stack's compose containers on the host, by service: image, status(/health), id. */
-  async function containers(): Promise<Record<string, { image: string; status: string; id: string }>> {
-    const out = await fleet.exec(
-      host,
-      `docker ps -a --filter label=com.docker.compose.project=${PROJECT} --format '{{.ID}}' | xargs -r docker inspect -f '{{index .Config.Labels "com.docker.compose.service"}} {{.Config.Image}} {{.State.Status}}{{if .State.Health}}/{{.State.Health.Status}}{{end}} {{.Id}}'`,
-    );
-    return Object.fromEntries(
-      out
-        .trim()
-        .split("\n")
-        .filter(Boolean)
-        .map((line) => {
-          const [service = "", image = "", status = "", id = ""] = line.split(" ");
-          return [service, { image, status, id }];
-        }),
-    );
-  }
+  const containers = () => fleet.composeContainers(host, PROJECT);
   /** The probe's answer on the host's address; retried briefly while the container starts. */
   async function probeAnswer(): Promise<string> {
     let last = "";

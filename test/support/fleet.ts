@@ -32,6 +32,14 @@ export interface DevFleetOptions {
   readonly registries?: readonly string[];
 }
 
+/** One container of a compose project, as `docker inspect` shows it. */
+export interface ComposeContainer {
+  readonly image: string;
+  /** `running`, `running/healthy`, `exited`, ... */
+  readonly status: string;
+  readonly id: string;
+}
+
 export interface DevFleet {
   readonly hosts: readonly SimHost[];
   readonly privateKey: string;
@@ -48,6 +56,8 @@ export interface DevFleet {
   tryExec(host: SimHost, script: string): Promise<{ code: number; stdout: string; stderr: string }>;
   /** SSH logins the sim's sshd has accepted since it booted. */
   logins(host: SimHost): Promise<number>;
+  /** The containers of compose project `project` on the sim, by service: image, status(/health), id. */
+  composeContainers(host: SimHost, project: string): Promise<Record<string, ComposeContainer>>;
   stop(): Promise<void>;
 }
 
@@ -124,6 +134,22 @@ export async function startDevFleet(options: DevFleetOptions): Promise<DevFleet>
     tryExec,
     logins: async (host) =>
       Number((await exec(host, "journalctl -q -u ssh.service -o cat | grep -c '^Accepted publickey' || true")).trim()),
+    composeContainers: async (host, project) => {
+      const out = await exec(
+        host,
+        `docker ps -a --filter label=com.docker.compose.project=${project} --format '{{.ID}}' | xargs -r docker inspect -f '{{index .Config.Labels "com.docker.compose.service"}} {{.Config.Image}} {{.State.Status}}{{if .State.Health}}/{{.State.Health.Status}}{{end}} {{.Id}}'`,
+      );
+      return Object.fromEntries(
+        out
+          .trim()
+          .split("\n")
+          .filter(Boolean)
+          .map((line) => {
+            const [service = "", image = "", status = "", id = ""] = line.split(" ");
+            return [service, { image, status, id }];
+          }),
+      );
+    },
     stop: async () => {
       await run(DEV_ENV, ["stop-sims"], { env, cwd: REPO });
     },
