@@ -81,6 +81,16 @@ export interface JetsonHostArgs {
     readonly password: pulumi.Input<string>;
   };
   /**
+   * Whether the login user may use the host's Docker engine without sudo, as the containers
+   * mode's Docker provider does (`docker system dial-stdio` over SSH): the user is added to the
+   * host's `docker` group, and removed from it when this turns off or the host leaves the stack.
+   * That membership is root-equivalent (a container can mount `/`), so it is given to the stack's
+   * login user only. A `root` login needs nothing.
+   * @default false
+   * @example config.deploy.target === "containers"
+   */
+  readonly dockerAccess?: boolean;
+  /**
    * Whether the host belongs to a production stack (the stack config's `production`): the policy
    * pack then requires a pinned host key.
    * @default false
@@ -216,6 +226,9 @@ export class JetsonHost extends pulumi.ComponentResource {
         { COMPOSE_PACKAGE: runtime.compose.package, COMPOSE_VERSION: runtime.compose.version, APT_SOURCES: aptSources },
         install,
       );
+    }
+    if (args.dockerAccess && host.user !== "root") {
+      step("docker-access", { LOGIN_USER: host.user }, { ...install, delete: { LOGIN_USER: host.user, REVOKE: "1" } });
     }
     if (args.registry) {
       const { server, username, password } = args.registry;

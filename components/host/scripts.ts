@@ -9,8 +9,8 @@ import { quote } from "shell-quote";
 
 /** The scripts every host runs, in order. */
 export const HOST_SCRIPTS = ["facts", "install-docker", "install-nvidia-toolkit", "configure-docker", "verify"] as const;
-/** Scripts a host runs when the stack needs them: the compose tool, the registry login. */
-export const OPTIONAL_HOST_SCRIPTS = ["install-compose", "registry-login"] as const;
+/** Scripts a host runs when the stack needs them: the compose tool, the login user's Docker access, the registry login. */
+export const OPTIONAL_HOST_SCRIPTS = ["install-compose", "docker-access", "registry-login"] as const;
 export type HostScript = (typeof HOST_SCRIPTS)[number];
 export type OptionalHostScript = (typeof OPTIONAL_HOST_SCRIPTS)[number];
 

@@ -224,6 +224,39 @@ describe("JetsonHost", () => {
     });
   });
 
+  it("gives the login user the Docker engine (the docker group) when asked, and takes it back on delete", async () => {
+    const rec = useMockStack({ stack: "unit", config: {} }, recorder());
+    const h = new JetsonHost("orin-01", { host, runtime, dockerAccess: true });
+    await unwrap(h.verification);
+    const commands = rec.ofType("command:remote:Command");
+    assert.deepEqual(
+      commands.map((c) => c.name),
+      ["facts", "install-docker", "install-nvidia-toolkit", "configure-docker", "docker-access", "verify"].map((s) => `orin-01-${s}`),
+    );
+    const access = commands[4];
+    assert.equal(access?.inputs["create"], hostCommand("docker-access", "create", "sudo"));
+    assert.equal(access?.inputs["delete"], hostCommand("docker-access", "delete", "sudo"));
+    assert.equal(access?.inputs["update"], RECONNECT_CHECK);
+    assert.deepEqual(stepOf(access), {
+      script: renderHostScript("docker-access"),
+      create: { LOGIN_USER: "fleet" },
+      delete: { LOGIN_USER: "fleet", REVOKE: "1" },
+      data: "",
+    });
+  });
+
+  for (const [label, spec, dockerAccess] of [
+    ["a root login", { ...host, user: "root" }, true],
+    ["anyone unless asked", host, false],
+  ] as const) {
+    it(`gives no docker group to ${label}`, async () => {
+      const rec = useMockStack({ stack: "unit", config: {} }, recorder());
+      const h = new JetsonHost("orin-01", { host: spec, runtime, dockerAccess });
+      await unwrap(h.verification);
+      assert.equal(rec.ofType("command:remote:Command").filter((c) => c.name.endsWith("-docker-access")).length, 0);
+    });
+  }
+
   it("logs in to no registry when the stack's has no credentials", async () => {
     const { rec } = await build();
     assert.equal(rec.ofType("command:remote:Command").filter((c) => c.name.endsWith("-registry-login")).length, 0);
