@@ -40,6 +40,8 @@ const hosts = Object.fromEntries(
       host,
       runtime: config.runtime,
       production: config.production,
+      // The containers mode's Docker provider reaches each host's engine as the login user.
+      dockerAccess: config.deploy.target === "containers",
       ...(login ? { registry: { ...login, password: pulumi.secret(login.password) } } : {}),
     }),
   ]),
@@ -86,7 +88,10 @@ if (deployed) {
       results = new ComposeDeployment("services", deployArgs).results;
       break;
     case "containers":
-      results = new ContainerDeployment("services", deployArgs).results;
+      results = new ContainerDeployment("services", {
+        ...deployArgs,
+        ...(login ? { registry: { ...login, password: pulumi.secret(login.password) } } : {}),
+      }).results;
       break;
     case "kubernetes": {
       // The schema requires exactly one of kubeconfig and renderYamlToDirectory for this target.

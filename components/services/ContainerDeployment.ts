@@ -4,28 +4,78 @@
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import type { ServiceDeploymentArgs } from "./deployment.ts";
+import { DOCKER_PLUGIN_VERSION, dockerSshAgent, dockerSshAgentName, dockerSshOptions, type DockerSshAgent } from "./dockerSsh.ts";
 import { rolloutBatches } from "./rollout.ts";
 import { Service } from "./Service.ts";
+import { checkComposeProject, composeProjectName } from "./compose.ts";
 import { startOrder } from "./spec.ts";
-
-/** SSH options the Docker provider's ssh client gets unless told otherwise: never prompt. */
-export const DEFAULT_DOCKER_SSH_OPTS = ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"] as const;
+import type { ServiceHost } from "./hosts.ts";
 
 export interface ContainerDeploymentArgs extends ServiceDeploymentArgs {
   /**
-   * Options for the ssh client the Docker provider runs (it uses the machine's ssh: the key must
-   * be in its agent or config, the host key in its known_hosts, and the user in the host's docker group).
-   * @default ["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"]
+   * Options for the ssh client each host's Docker provider runs (the machine's `ssh`), replacing
+   * the generated ones: you then arrange the key, the host key and the ssh config yourself. The
+   * login user must be in the host's `docker` group (`JetsonHost`'s `dockerAccess`).
+   * @default `dockerSshOptions` for the host: its connection's private key only (held by an
+   *   ssh-agent of the stack's own, see `sshAgent`), its pinned host key only, no ssh config
    * @example ["-o", "BatchMode=yes", "-i", "/home/ci/.ssh/jetson_fleet"]
    */
   readonly sshOpts?: readonly string[];
+  /**
+   * Loads a host's private key into an ssh-agent and returns the agent's socket (used when
+   * `sshOpts` is not given).
+   * @default `dockerSshAgent`: an agent under `~/.ssh/jetson-fleet/` that lives while the Pulumi run does
+   */
+  readonly sshAgent?: DockerSshAgent;
+  /**
+   * The registry the hosts pull from, with credentials: each host's Docker provider pulls with
+   * them (`registryAuth`; the password stays a secret in the state).
+   * @default none (anonymous pulls)
+   * @example { server: "registry.lab:5000", username: "fleet", password: config.requireSecret("registryPassword") }
+   */
+  readonly registry?: {
+    /** Registry host[:port]. @example "registry.lab:5000" */
+    readonly server: string;
+    /** User name the providers pull with. @example "fleet" */
+    readonly username: string;
+    /** Password or token; keep it a Pulumi secret. @example config.requireSecret("registryPassword") */
+    readonly password: pulumi.Input<string>;
+  };
+  /**
+   * The stack's compose project name: a host switching from the compose mode has that project's
+   * container of each service removed just before the service's container is created.
+   * @default `<Pulumi project>-<stack>`, made a valid name (`composeProjectName`)
+   * @example "jetson-fleet-prod"
+   */
+  readonly project?: string;
 }
 
 /**
- * Per host: `<name>-<host>-docker` (a `docker.Provider` for `ssh://user@address:port`) and one
- * `Service` per service, `<name>-<host>-<service>`, in `dependsOn` order (a `healthy` dependency's
- * container create has waited for its health check). A batch of hosts starts once every service
- * of the previous batch is up (and healthy, when it has a health check).
+ * The host's `dockerSshOptions`, its private key loaded into `agent` first. Nothing secret is in
+ * them (the agent's name is a hash of the public key), so they stay readable in the state.
+ */
+function generatedSshOpts(host: ServiceHost, agent: DockerSshAgent): pulumi.Output<string[]> {
+  return pulumi.unsecret(
+    pulumi.output(host.connection).apply((c) => {
+      const key = c.privateKey;
+      if (key === undefined) throw new Error(`host ${host.name}: its connection has no private key for the Docker provider's ssh`);
+      agent(key);
+      return dockerSshOptions(
+        { ...(c.hostKey !== undefined ? { hostKey: c.hostKey } : {}), connectTimeout: c.perDialTimeout ?? 20 },
+        dockerSshAgentName(key),
+      );
+    }),
+  );
+}
+
+/**
+ * Per host: `<name>-<host>-docker` (a `docker.Provider` for `ssh://user@address:port`, plugin
+ * `DOCKER_PLUGIN_VERSION`) and one `Service` per service, `<name>-<host>-<service>`, in
+ * `dependsOn` order (a `healthy` dependency's container create has waited for its health check),
+ * each guarded by its host step (`Service`'s `guard`): a container that is not healthy in time is
+ * replaced on the host by the one it replaced. A batch of hosts starts once every service of the
+ * previous batch is up (and healthy, when it has a health check), so a failure stops the rollout
+ * after its batch.
  */
 export class ContainerDeployment extends pulumi.ComponentResource {
   /** The hosts of each batch, in order. */
@@ -38,7 +88,11 @@ export class ContainerDeployment extends pulumi.ComponentResource {
   public readonly results: pulumi.Output<Record<string, string>>;
 
   constructor(name: string, args: ContainerDeploymentArgs, opts?: pulumi.ComponentResourceOptions) {
+    const project = checkComposeProject(args.project ?? composeProjectName());
     super("jetson:services:ContainerDeployment", name, {}, opts);
+    const registryAuth = args.registry
+      ? [{ address: args.registry.server, username: args.registry.username, password: pulumi.secret(args.registry.password) }]
+      : [];
     const batches = rolloutBatches(args.hosts, args.maxUnavailable ?? 1);
     const ordered = startOrder(args.services);
     const providers: Record<string, docker.Provider> = {};
@@ -49,8 +103,14 @@ export class ContainerDeployment extends pulumi.ComponentResource {
       for (const host of batch) {
         const provider = new docker.Provider(
           `${name}-${host.name}-docker`,
-          { host: host.dockerHost, sshOpts: [...(args.sshOpts ?? DEFAULT_DOCKER_SSH_OPTS)] },
-          { parent: this },
+          {
+            host: host.dockerHost,
+            sshOpts: args.sshOpts ? [...args.sshOpts] : generatedSshOpts(host, args.sshAgent ?? dockerSshAgent),
+            registryAuth,
+          },
+          // The engine loads only the plugin version asked for: the installed one (see
+          // DOCKER_PLUGIN_VERSION). Nothing reaches the engine before the host's bootstrap ends.
+          { parent: this, version: DOCKER_PLUGIN_VERSION, ...(host.ready ? { dependsOn: [host.ready] } : {}) },
         );
         providers[host.name] = provider;
         const onHost: Record<string, Service> = {};
@@ -66,6 +126,7 @@ export class ContainerDeployment extends pulumi.ComponentResource {
               image,
               mode: "containers",
               after: [...Object.keys(service.dependsOn).flatMap((d) => onHost[d] ?? []), ...previous, ...(host.ready ? [host.ready] : [])],
+              guard: { host, project },
               ...(secretEnvironment ? { secretEnvironment } : {}),
             },
             { parent: this, providers: [provider] },

@@ -1,11 +1,16 @@
 // One service on one host: the unit a reviewer reads in a preview and the policy pack checks.
 // In the containers mode it owns the pull (RemoteImage, by digest) and the container; in the
 // compose mode its host's ComposeProject applies it and it stands for that service in the state.
+import * as command from "@pulumi/command";
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import type { ServiceSpec } from "../config/index.ts";
+import { RECONNECT_CHECK, contentHash, hostCommand, hostStdin, stepTrigger, type HostStep } from "../host/index.ts";
+import { bindSources, renderBindSources } from "./compose.ts";
 import { containerArgs } from "./container.ts";
-import type { PinnedService } from "./spec.ts";
+import type { ServiceHost } from "./hosts.ts";
+import { renderServiceScript } from "./scripts.ts";
+import { healthTimeoutSeconds, type PinnedService } from "./spec.ts";
 
 /** The frozen type token of `Service`: the policy pack selects resources by it. */
 export const SERVICE_TYPE = "jetson:services:Service";
@@ -41,6 +46,20 @@ export interface ServiceArgs {
    * @default []
    */
   readonly after?: readonly pulumi.Resource[];
+  /**
+   * Containers mode: the host to guard updates on, and the stack's compose project name. Before
+   * the container is created or replaced, a step on the host (`container-handover.sh`) records the
+   * running container and watches the new one: when it is not healthy in time, the host gets the
+   * recorded one back (same digest and settings) and the update fails. Needs a health check.
+   * @default none (no guard: a failed update leaves the service down on that host)
+   * @example { host: serviceHostOf("orin-nx-01", jetsonHost), project: "jetson-fleet-prod" }
+   */
+  readonly guard?: {
+    /** The host the container runs on. @example serviceHostOf("orin-nx-01", jetsonHost) */
+    readonly host: ServiceHost;
+    /** The stack's compose project name (a host switching from the compose mode). @example "jetson-fleet-prod" */
+    readonly project: string;
+  };
 }
 
 /** The registered inputs of a `Service`: the contract the policy pack reads. */
@@ -59,9 +78,10 @@ export interface ServiceInputs {
  * this shape: keep it stable.
  *
  * Containers mode: children `<name>-image` (`docker.RemoteImage` of the pinned reference, kept on
- * the host so a rollback needs no pull) and `<name>` (`docker.Container` named after the service).
- * The container is deleted before its replacement is created (`deleteBeforeReplace`): a fixed
- * name or a host port cannot be held twice, so create-before-delete would fail on the host.
+ * the host so a rollback needs no pull), with `guard` `<name>-handover` (the host step that can
+ * undo a failed update), and `<name>` (`docker.Container` named after the service). The
+ * container is deleted before its replacement is created (the provider asks for it, and a fixed
+ * name or a host port cannot be held twice).
  */
 export class Service extends pulumi.ComponentResource {
   /** The pinned reference the service runs. */
@@ -78,16 +98,60 @@ export class Service extends pulumi.ComponentResource {
     super(SERVICE_TYPE, name, inputs, opts);
     this.image = pulumi.output(args.image);
     if (args.mode === "containers") {
-      const pulled = new docker.RemoteImage(`${name}-image`, { name: args.image, keepLocally: true }, { parent: this });
-      this.container = new docker.Container(
-        name,
-        containerArgs(args.service, {
-          image: pulled.name,
-          ...(args.secretEnvironment ? { secretEnvironment: args.secretEnvironment } : {}),
-        }),
-        { parent: this, deleteBeforeReplace: true, dependsOn: [...(args.after ?? [])] },
-      );
+      const after = [...(args.after ?? [])];
+      // Pulled first: an image that cannot be pulled stops the update before the running container is touched.
+      const pulled = new docker.RemoteImage(`${name}-image`, { name: args.image, keepLocally: true }, { parent: this, dependsOn: after });
+      const container = containerArgs(args.service, {
+        image: pulled.name,
+        ...(args.secretEnvironment ? { secretEnvironment: args.secretEnvironment } : {}),
+      });
+      const handover = args.guard ? this.handover(name, args.service, args.guard, container, [...after, pulled]) : undefined;
+      this.container = new docker.Container(name, container, {
+        parent: this,
+        deleteBeforeReplace: true,
+        dependsOn: handover ? [...after, handover] : after,
+      });
     }
     this.registerOutputs({ image: this.image });
+  }
+
+  /** The `container-handover.sh` step: re-runs whenever the container's inputs change (it is replaced or updated then). */
+  private handover(
+    name: string,
+    service: ServiceSpec,
+    guard: NonNullable<ServiceArgs["guard"]>,
+    container: docker.ContainerArgs,
+    dependsOn: pulumi.Resource[],
+  ): command.remote.Command {
+    const { host, project } = guard;
+    const step: HostStep = {
+      script: renderServiceScript("container-handover"),
+      create: {
+        // containerArgs names the container after the service.
+        CONTAINER: service.name,
+        PROJECT: project,
+        SERVICE: service.name,
+        HOST_NAME: host.name,
+        // The provider's own health wait ends first; the guard then undoes what it left.
+        GUARD_TIMEOUT: String(healthTimeoutSeconds([service]) + 60),
+        HEALTHCHECK: service.healthcheck ? "1" : "0",
+        BIND_SOURCES: renderBindSources(bindSources([service])),
+      },
+    };
+    const stdin = pulumi.output(host.sudoPassword).apply((password) => hostStdin(host.elevation, password, step));
+    return new command.remote.Command(
+      `${name}-handover`,
+      {
+        connection: host.connection,
+        create: hostCommand("container-handover", "create", host.elevation),
+        update: RECONNECT_CHECK,
+        stdin: pulumi.secret(stdin),
+        // A hash of the container's inputs (secret when they hold a secret): the step runs exactly
+        // when the container is about to change.
+        triggers: [stepTrigger(step), pulumi.output(container).apply((c) => contentHash(JSON.stringify(c)))],
+        addPreviousOutputInEnv: false,
+      },
+      { parent: this, dependsOn },
+    );
   }
 }

@@ -3,7 +3,35 @@
 import type * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import type { ServiceSpec } from "../config/index.ts";
-import { healthTimeoutSeconds, parseDevice, sizeMegabytes } from "./spec.ts";
+import { durationSeconds, healthTimeoutSeconds, parseDevice, sizeMegabytes } from "./spec.ts";
+
+// The Docker provider reads a container back in its own spellings; inputs written the same way
+// make a second `up` find nothing to change.
+
+/** A duration as Go prints it (`time.Duration.String()`), as the provider reads health checks back: `1m` → `1m0s`. */
+export function goDuration(duration: string): string {
+  const ns = Math.round(durationSeconds(duration) * 1e9);
+  if (ns === 0) return "0s";
+  const fraction = (value: number, digits: number) => {
+    const whole = Math.floor(value / 10 ** digits);
+    const rest = String(value % 10 ** digits)
+      .padStart(digits, "0")
+      .replace(/0+$/, "");
+    return rest ? `${whole}.${rest}` : String(whole);
+  };
+  if (ns < 1e3) return `${ns}ns`;
+  if (ns < 1e6) return `${fraction(ns, 3)}µs`;
+  if (ns < 1e9) return `${fraction(ns, 6)}ms`;
+  const h = Math.floor(ns / 3.6e12);
+  const m = Math.floor((ns % 3.6e12) / 6e10);
+  const s = `${fraction(ns % 6e10, 9)}s`;
+  return h > 0 ? `${h}h${m}m${s}` : m > 0 ? `${m}m${s}` : s;
+}
+
+/** CPUs as the provider reads them back: `1` → `1.0`, `1.5` → `1.5`. */
+export function dockerCpus(cpus: number): string {
+  return Number.isInteger(cpus) ? cpus.toFixed(1) : String(cpus);
+}
 
 export interface ContainerArgsOptions {
   /** The container's name on the host. @default the service name */
@@ -50,10 +78,10 @@ export function containerArgs(service: ServiceSpec, options: ContainerArgsOption
       ? {
           healthcheck: {
             tests: [...s.healthcheck.test],
-            interval: s.healthcheck.interval,
-            timeout: s.healthcheck.timeout,
+            interval: goDuration(s.healthcheck.interval),
+            timeout: goDuration(s.healthcheck.timeout),
             retries: s.healthcheck.retries,
-            startPeriod: s.healthcheck.startPeriod,
+            startPeriod: goDuration(s.healthcheck.startPeriod),
           },
           // The create (and so the next host batch) waits until the container is healthy.
           wait: true,
@@ -63,15 +91,20 @@ export function containerArgs(service: ServiceSpec, options: ContainerArgsOption
     restart: s.restart,
     logDriver: s.logging.driver,
     logOpts: { ...s.logging.options },
-    ...(s.resources.cpus !== undefined ? { cpus: String(s.resources.cpus) } : {}),
-    ...(s.resources.memory !== undefined ? { memory: sizeMegabytes(s.resources.memory) } : {}),
+    ...(s.resources.cpus !== undefined ? { cpus: dockerCpus(s.resources.cpus) } : {}),
+    // Memory plus swap: twice the memory, what Docker gives a container with only a memory limit
+    // (as the compose mode's containers get), said explicitly since the provider reads it back.
+    ...(s.resources.memory !== undefined
+      ? { memory: sizeMegabytes(s.resources.memory), memorySwap: 2 * sizeMegabytes(s.resources.memory) }
+      : {}),
     ...(s.resources.gpus !== undefined
       ? { deviceRequests: [{ driver: "nvidia", count: s.resources.gpus === "all" ? -1 : s.resources.gpus, capabilities: ["gpu"] }] }
       : {}),
     labels: Object.entries(s.labels).map(([label, value]) => ({ label, value })),
     ...(s.user ? { user: s.user } : {}),
     readOnly: s.readOnlyRootFilesystem,
-    capabilities: { adds: [...s.capAdd], drops: [...s.capDrop] },
+    // Left out when empty: the provider reads empty lists back as no capabilities block, a replace.
+    ...(s.capAdd.length > 0 || s.capDrop.length > 0 ? { capabilities: { adds: [...s.capAdd], drops: [...s.capDrop] } } : {}),
     securityOpts: [...s.securityOpt],
     mustRun: true,
   };

@@ -9,4 +9,5 @@ export * from "./scripts.ts";
 export * from "./Service.ts";
 export * from "./ComposeProject.ts";
 export * from "./ComposeDeployment.ts";
+export * from "./dockerSsh.ts";
 export * from "./ContainerDeployment.ts";

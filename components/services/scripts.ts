@@ -1,12 +1,17 @@
-// The services' host script as the command provider receives it (read from the file beside this module).
+// The services' host scripts as the command provider receives them: read from the files beside
+// this module, with the shared bind-sources library inlined.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 
-/** Scripts the compose mode runs on hosts. */
-export const SERVICE_SCRIPTS = ["compose-apply"] as const;
+/** Scripts the deploy modes run on hosts: the compose mode's apply, the containers mode's update guard. */
+export const SERVICE_SCRIPTS = ["compose-apply", "container-handover"] as const;
 export type ServiceScript = (typeof SERVICE_SCRIPTS)[number];
 
-/** A script's full text. */
+const DIR = join(import.meta.dirname, "scripts");
+const INLINE = /^source "\$\(dirname "\$\{BASH_SOURCE\[0\]\}"\)\/([a-z-]+\.sh)" # inlined by renderServiceScript$/m;
+
+/** A script's full text, self-contained (its `source`d library inlined). */
 export function renderServiceScript(name: ServiceScript): string {
-  return readFileSync(join(import.meta.dirname, "scripts", `${name}.sh`), "utf8");
+  const text = readFileSync(join(DIR, `${name}.sh`), "utf8");
+  return text.replace(INLINE, (_line, lib: string) => readFileSync(join(DIR, lib), "utf8").replace(/^# shellcheck shell=bash\n/, ""));
 }

@@ -108,9 +108,10 @@ describe("index.ts", () => {
     assert.equal(await unwrap(program.deployTarget), "compose");
   });
 
-  for (const [target, containers, services] of [
-    ["containers", 4, 4],
-    ["kubernetes", 0, 2],
+  // Containers: per host the docker-access step and a handover step per service, no compose apply.
+  for (const [target, containers, services, commands] of [
+    ["containers", 4, 4, 14 + 2 + 4],
+    ["kubernetes", 0, 2, 14],
   ] as const) {
     it(`deploys with deploy.target ${target}`, async () => {
       const recorder = mockFleet({
@@ -121,7 +122,7 @@ describe("index.ts", () => {
       await settle();
       assert.equal(recorder.ofType("docker:index/container:Container").length, containers);
       assert.equal(recorder.ofType("jetson:services:Service").length, services);
-      assert.equal(recorder.ofType("command:remote:Command").length, 14, "no compose apply steps");
+      assert.equal(recorder.ofType("command:remote:Command").length, commands, "no compose apply steps");
       if (target === "kubernetes") {
         // One DaemonSet per service, on the Jetsons by default.
         const daemonSets = recorder.ofType("kubernetes:apps/v1:DaemonSet");

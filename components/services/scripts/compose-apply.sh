@@ -139,30 +139,9 @@ cut -d' ' -f1 <<<"$before" >"$dir/previous-digests"
 run_compose "$dir/next.yaml" pull -q 2>"$dir/pull.err" \
   || die "host $host: pulling the images failed: $(tail -n 5 "$dir/pull.err"); nothing was changed"
 
-# make_bind_sources: what BIND_SOURCES names and the host lacks. Each directory is created by
-# mkdir with its mode (umask 077 would give 0700); only a directory this run created is chowned.
-make_bind_sources() {
-  local line owner path part at
-  local -a parts
-  while IFS= read -r line; do
-    [[ -n $line ]] || continue
-    owner=${line%% *} path=${line#* }
-    [[ $owner =~ ^[0-9]+(:[0-9]+)?$ && $path == /* && $line == *" "* ]] \
-      || die "host $host: BIND_SOURCES line '$line' is not 'UID[:GID] /PATH'; the services were not changed"
-    [[ ! -e $path && ! -L $path ]] || continue
-    IFS=/ read -r -a parts <<<"${path#/}"
-    at=""
-    for part in "${parts[@]}"; do
-      at+=/$part
-      [[ ! -e $at && ! -L $at ]] || continue
-      mkdir -m 0755 "$at" 2>"$dir/mkdir.err" \
-        || die "host $host: cannot create the bind mount source $path: $(cat "$dir/mkdir.err"); the services were not changed"
-    done
-    chown "$owner" "$path"
-    log "host $host: created the bind mount source $path (owner $owner, mode 0755)"
-  done <<<"${BIND_SOURCES:-}"
-}
-make_bind_sources
+# shellcheck source-path=SCRIPTDIR source=bind-sources-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/bind-sources-lib.sh" # inlined by renderServiceScript
+make_bind_sources || exit 1
 
 failed_service=""
 failed_output=""

@@ -8,7 +8,10 @@ import {
   ComposeDeployment,
   ComposeProject,
   ContainerDeployment,
+  DOCKER_PLUGIN_VERSION,
   RECONNECT_CHECK,
+  dockerSshAgentName,
+  dockerSshOptions,
   SERVICE_TYPE,
   ServiceSpec,
   contentHash,
@@ -22,7 +25,7 @@ import {
   type ServiceHost,
 } from "../../../components/index.ts";
 import { readHostStdin } from "../../support/host-stdin.ts";
-import { PROJECT } from "../../support/fixtures.ts";
+import { PROJECT, clientKey, hostKey } from "../../support/fixtures.ts";
 import { ResourceRecorder, unwrap, useMockStack } from "../../support/mocks.ts";
 
 const digest = (c: string) => `sha256:${c.repeat(64)}`;
@@ -68,7 +71,14 @@ const SECRET_ENV = { inference: ["API_TOKEN"] };
 function hosts(n: number): ServiceHost[] {
   return Array.from({ length: n }, (_, i) => ({
     name: `orin-0${i + 1}`,
-    connection: pulumi.secret({ host: `192.168.50.1${i + 1}`, port: 22, user: "fleet", privateKey: "KEY" }),
+    connection: pulumi.secret({
+      host: `192.168.50.1${i + 1}`,
+      port: 22,
+      user: "fleet",
+      privateKey: clientKey.privateKey,
+      ...(i === 0 ? { hostKey: hostKey.publicKey } : {}),
+      perDialTimeout: 20,
+    }),
     elevation: "sudo-password" as const,
     sudoPassword: pulumi.secret("hunter2"),
     dockerHost: `ssh://fleet@192.168.50.1${i + 1}:22`,
@@ -106,25 +116,89 @@ describe("ContainerDeployment", () => {
   async function deploy(n = 3, maxUnavailable: number | string = 1) {
     const rec = useMockStack({ stack: "unit", config: {} });
     const { captured, transformations } = captureOptions();
+    const loaded: string[] = [];
     const d = new ContainerDeployment(
       "services",
-      { hosts: hosts(n), services: SERVICES, images: IMAGES, secretEnvironment: SECRET_ENV, maxUnavailable },
+      {
+        hosts: hosts(n),
+        services: SERVICES,
+        images: IMAGES,
+        secretEnvironment: SECRET_ENV,
+        maxUnavailable,
+        registry: { server: "registry.lab:5000", username: "fleet", password: pulumi.secret("s3cret-token") },
+        sshAgent: (key) => {
+          loaded.push(key);
+          return "/unused";
+        },
+      },
       { transformations },
     );
     await settle();
-    return { rec, captured, d };
+    return { rec, captured, d, loaded };
   }
 
-  it("runs each service as a docker.Container with exactly the spec's settings, through the host's ssh:// provider", async () => {
-    const { rec } = await deploy();
+  it("reaches each host's engine through its ssh:// endpoint with the stack's key and pinned host key only, on plugin 5.1.0", async () => {
+    const { rec, captured, loaded } = await deploy();
+    const agent = dockerSshAgentName(clientKey.privateKey);
     assert.deepEqual(
-      rec.ofType("pulumi:providers:docker").map((p) => [p.name, p.inputs["host"], p.inputs["sshOpts"]]),
+      rec.ofType("pulumi:providers:docker").map((p) => [p.name, p.inputs["host"], p.inputs["sshOpts"], p.inputs["registryAuth"]]),
       [1, 2, 3].map((i) => [
         `services-orin-0${i}-docker`,
         `ssh://fleet@192.168.50.1${i}:22`,
-        JSON.stringify(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=yes"]),
+        // Not a secret: the options name the agent by a hash of the public key.
+        JSON.stringify(dockerSshOptions({ ...(i === 1 ? { hostKey: hostKey.publicKey } : {}), connectTimeout: 20 }, agent)),
+        // The whole list is a secret: it holds the password.
+        secretOf(JSON.stringify([{ address: "registry.lab:5000", username: "fleet", password: "s3cret-token" }])),
       ]),
     );
+    assert.deepEqual(loaded, [clientKey.privateKey, clientKey.privateKey, clientKey.privateKey]);
+    for (const p of captured.filter((c) => c.type === "pulumi:providers:docker"))
+      assert.equal(p.opts.version, DOCKER_PLUGIN_VERSION, p.name);
+    assert.equal(DOCKER_PLUGIN_VERSION, "5.1.0");
+  });
+
+  it("guards each container's update with the handover step on its host, after the pull and before the container", async () => {
+    const { rec, captured, d } = await deploy(1);
+    const handover = rec.ofType("command:remote:Command").find((c) => c.name === "services-orin-01-inference-handover");
+    assert.ok(handover, "a handover step");
+    assert.equal(handover.inputs["create"], hostCommand("container-handover", "create", "sudo-password"));
+    assert.equal(handover.inputs["update"], RECONNECT_CHECK);
+    const step = readHostStdin((handover.inputs["stdin"] as { value: string }).value, "sudo-password");
+    assert.deepEqual(step, {
+      password: "hunter2",
+      script: renderServiceScript("container-handover"),
+      create: {
+        CONTAINER: "inference",
+        PROJECT: "jetson-fleet-unit",
+        SERVICE: "inference",
+        HOST_NAME: "orin-01",
+        GUARD_TIMEOUT: String(60 + 3 * 35 + 30 + 60),
+        HEALTHCHECK: "1",
+        BIND_SOURCES: "0:0 /opt/fleet/models\n10001:10001 /opt/fleet/output\n",
+      },
+      data: "",
+    });
+    // The pull, then the handover, then the container.
+    const depNames = async (name: string, type: string) =>
+      Promise.all(((optsOf(captured, name, type).dependsOn ?? []) as pulumi.Resource[]).map((r) => unwrap(r.urn)));
+    const last = (urns: string[]) => urns[urns.length - 1]?.split("::").pop();
+    assert.equal(last(await depNames("services-orin-01-inference-handover", "command:remote:Command")), "services-orin-01-inference-image");
+    assert.equal(
+      last(await depNames("services-orin-01-inference", "docker:index/container:Container")),
+      "services-orin-01-inference-handover",
+    );
+    assert.deepEqual(
+      rec
+        .ofType("command:remote:Command")
+        .map((c) => c.name)
+        .sort(),
+      ["inference", "mediamtx", "ui"].map((s) => `services-orin-01-${s}-handover`),
+    );
+    assert.ok(d.services["orin-01"]?.["inference"]?.container);
+  });
+
+  it("runs each service as a docker.Container with exactly the spec's settings, its image pulled by digest", async () => {
+    const { rec } = await deploy();
     assert.deepEqual(
       rec
         .ofType("docker:index/remoteImage:RemoteImage")
@@ -160,20 +234,20 @@ describe("ContainerDeployment", () => {
         interval: "30s",
         timeout: "5s",
         retries: 3,
-        startPeriod: "1m",
+        startPeriod: "1m0s",
       },
       wait: true,
       waitTimeout: 60 + 3 * 35 + 30,
       restart: "unless-stopped",
       logDriver: "json-file",
       logOpts: { "max-size": "10m", "max-file": "3" },
-      cpus: "4",
+      cpus: "4.0",
       memory: 6144,
+      memorySwap: 2 * 6144,
       deviceRequests: [{ driver: "nvidia", count: -1, capabilities: ["gpu"] }],
       labels: [],
       user: "10001:10001",
       readOnly: false,
-      capabilities: { adds: [], drops: [] },
       securityOpts: ["no-new-privileges:true"],
       mustRun: true,
     });
@@ -193,15 +267,27 @@ describe("ContainerDeployment", () => {
     const { captured, d } = await deploy(3, 2);
     assert.deepEqual(d.batches, [["orin-01", "orin-02"], ["orin-03"]]);
     const s = d.services;
-    // The containers carry the order (a component's dependsOn does not reach its children).
-    const deps = (name: string) => optsOf(captured, name, "docker:index/container:Container").dependsOn as pulumi.Resource[];
-    assert.deepEqual(deps("services-orin-01-mediamtx"), []);
-    assert.deepEqual(deps("services-orin-01-inference"), [s["orin-01"]?.["mediamtx"]]);
-    assert.deepEqual(deps("services-orin-02-ui"), [s["orin-02"]?.["inference"]]);
+    // The containers carry the order (a component's dependsOn does not reach its children), by
+    // resource name: the services they wait for, then their own handover step.
+    const deps = async (name: string) =>
+      Promise.all(
+        ((optsOf(captured, name, "docker:index/container:Container").dependsOn ?? []) as pulumi.Resource[]).map(async (r) =>
+          (await unwrap(r.urn)).split("::").pop(),
+        ),
+      );
+    const own = (name: string) => `${name}-handover`;
+    assert.deepEqual(await deps("services-orin-01-mediamtx"), [own("services-orin-01-mediamtx")]);
+    assert.deepEqual(await deps("services-orin-01-inference"), ["services-orin-01-mediamtx", own("services-orin-01-inference")]);
+    assert.deepEqual(await deps("services-orin-02-ui"), ["services-orin-02-inference", own("services-orin-02-ui")]);
     // The second batch waits for every service of the first.
-    const firstBatch = ["orin-01", "orin-02"].flatMap((h) => ["mediamtx", "inference", "ui"].map((n) => s[h]?.[n]));
-    assert.deepEqual(deps("services-orin-03-mediamtx"), firstBatch);
-    assert.deepEqual(deps("services-orin-03-inference"), [s["orin-03"]?.["mediamtx"], ...firstBatch]);
+    const firstBatch = ["orin-01", "orin-02"].flatMap((h) => ["mediamtx", "inference", "ui"].map((n) => `services-${h}-${n}`));
+    assert.deepEqual(await deps("services-orin-03-mediamtx"), [...firstBatch, own("services-orin-03-mediamtx")]);
+    assert.deepEqual(await deps("services-orin-03-inference"), [
+      "services-orin-03-mediamtx",
+      ...firstBatch,
+      own("services-orin-03-inference"),
+    ]);
+    assert.ok(s["orin-03"]?.["inference"]);
   });
 
   it("registers each service on each host as jetson:services:Service with inputs { host, service }", async () => {
@@ -278,10 +364,18 @@ describe("ComposeDeployment", () => {
       assert.deepEqual(c.inputs["stdin"], secretOf(hostStdin("sudo-password", "hunter2", step, file)));
       assert.deepEqual(stepOf(c), { password: "hunter2", ...step, data: file });
       assert.deepEqual(c.inputs["triggers"], secretOf([contentHash(stepTrigger(step), file)]));
-      // The command SDK adds its dial defaults to a connection that sets none.
+      // The command SDK adds its dial defaults to what a connection leaves out.
       assert.deepEqual(
         c.inputs["connection"],
-        secretOf({ host: `192.168.50.1${i + 1}`, port: 22, user: "fleet", privateKey: "KEY", perDialTimeout: 15, dialErrorLimit: 10 }),
+        secretOf({
+          host: `192.168.50.1${i + 1}`,
+          port: 22,
+          user: "fleet",
+          privateKey: clientKey.privateKey,
+          ...(i === 0 ? { hostKey: hostKey.publicKey } : {}),
+          perDialTimeout: 20,
+          dialErrorLimit: 10,
+        }),
       );
       assert.equal(c.inputs["addPreviousOutputInEnv"], false);
     });

@@ -3,6 +3,8 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import {
+  dockerCpus,
+  goDuration,
   ServiceArgsError,
   ServiceSpec,
   batchSize,
@@ -43,6 +45,32 @@ describe("services: pure helpers", () => {
     ];
     for (const [d, s] of durations) assert.equal(durationSeconds(d), s, d);
     assert.throws(() => sizeBytes("2 GB"), { message: '"2 GB" is not a size; expected e.g. 2g or 512m' });
+  });
+
+  it("spells durations and CPUs as the Docker provider reads them back", () => {
+    for (const [duration, go] of [
+      ["30s", "30s"],
+      ["1m", "1m0s"],
+      ["90s", "1m30s"],
+      ["1m30s", "1m30s"],
+      ["1h", "1h0m0s"],
+      ["2h5s", "2h0m5s"],
+      ["500ms", "500ms"],
+      ["1.5s", "1.5s"],
+      ["1500ms", "1.5s"],
+      ["250us", "250µs"],
+      ["0s", "0s"],
+    ] as const) {
+      assert.equal(goDuration(duration), go, duration);
+    }
+    for (const [cpus, docker] of [
+      [1, "1.0"],
+      [4, "4.0"],
+      [1.5, "1.5"],
+      [0.25, "0.25"],
+    ] as const) {
+      assert.equal(dockerCpus(cpus), docker, String(cpus));
+    }
   });
 
   it("waits for the worst health check case plus a margin", () => {

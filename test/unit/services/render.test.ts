@@ -33,7 +33,6 @@ const CONTAINER_DEFAULTS = {
   logOpts: { "max-size": "10m", "max-file": "3" },
   labels: [],
   readOnly: false,
-  capabilities: { adds: [], drops: [] },
   securityOpts: ["no-new-privileges:true"],
   mustRun: true,
 };
@@ -133,7 +132,7 @@ const TABLE: [Record<string, unknown>, Record<string, unknown>, Record<string, u
     { logging: { driver: "journald", options: { tag: "web" } } },
     { logDriver: "journald", logOpts: { tag: "web" } },
   ],
-  [{ resources: { cpus: 1.5, memory: "1g" } }, { cpus: 1.5, mem_limit: "1g" }, { cpus: "1.5", memory: 1024 }],
+  [{ resources: { cpus: 1.5, memory: "1g" } }, { cpus: 1.5, mem_limit: "1g" }, { cpus: "1.5", memory: 1024, memorySwap: 2048 }],
   [
     { resources: { gpus: "all" } },
     { deploy: { resources: { reservations: { devices: [{ driver: "nvidia", count: "all", capabilities: ["gpu"] }] } } } },
