@@ -12,36 +12,14 @@ import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { parse, stringify } from "yaml";
 import { engineStack, filesText, REPO, storedState, type EngineStack } from "../support/engine.ts";
-import { sampleProcessLists, startDevFleet, type DevFleet } from "../support/fleet.ts";
+import { pushProbe, sampleProcessLists, startDevFleet, type DevFleet, type Probe } from "../support/fleet.ts";
 import { ed25519KeyPair } from "../support/fixtures.ts";
 import type { SimHost } from "../support/jetson-sim.ts";
-import { docker, pushedDigest, run } from "../support/services.ts";
+import { docker } from "../support/services.ts";
 
 const STACK = "fleet";
 const PROBE_PORT = 18080;
 const probeHealth = { test: ["CMD", "/web-probe", "probe"], interval: "1s", timeout: "2s", retries: 2, startPeriod: "2s" };
-
-interface Probe {
-  readonly v1: string;
-  readonly v2: string;
-  readonly broken: string;
-}
-
-/** web-probe releases in the dev registry, by digest: two good ones and one whose health check fails. */
-async function pushProbe(): Promise<Probe> {
-  const out: Record<string, string> = {};
-  for (const [key, version, healthy] of [
-    ["v1", "1.0.0", "true"],
-    ["v2", "2.0.0", "true"],
-    ["broken", "3.0.0", "false"],
-  ] as const) {
-    const tag = `127.0.0.1:5000/engine/web-probe:${version}`;
-    await run(join(REPO, "images", "web-probe", "build.sh"), [tag, version, healthy]);
-    await docker("push", "-q", tag);
-    out[key] = await pushedDigest(tag);
-  }
-  return out as unknown as Probe;
-}
 
 describe("the dev stack on three simulated Jetsons under pulumi up", { timeout: 90 * 60_000 }, () => {
   let fleet: DevFleet;
@@ -120,7 +98,7 @@ describe("the dev stack on three simulated Jetsons under pulumi up", { timeout: 
         portBase: 22100,
         publish: `8080 8554 8889 8189/udp 8088 ${PROBE_PORT}`,
       });
-      probe = await pushProbe();
+      probe = await pushProbe("engine");
       services = [
         ...defaults,
         {

@@ -45,8 +45,11 @@ export interface EngineStack {
   readonly dir: string;
   /** The local backend's directory. */
   readonly stateDir: string;
-  /** Destroys what is left and removes the stack. */
-  dispose(): Promise<void>;
+  /**
+   * Destroys what is left and removes the stack. `runProgram` runs the program for the destroy, as
+   * the containers mode needs (its Docker providers' ssh-agent lives while a program runs).
+   */
+  dispose(options?: { runProgram?: boolean }): Promise<void>;
 }
 
 /** The environment every engine run gets: no account, no plugin downloads, no update checks. */
@@ -121,8 +124,8 @@ export async function engineStack(spec: EngineStackSpec): Promise<EngineStack> {
     stack,
     dir,
     stateDir,
-    async dispose() {
-      await stack.destroy({ color: "never" });
+    async dispose(options = {}) {
+      await stack.destroy({ color: "never", ...(options.runProgram ? { runProgram: true } : {}) });
       await stack.workspace.removeStack(spec.stack);
       rmSync(dir, { recursive: true, force: true });
       rmSync(stateDir, { recursive: true, force: true });

@@ -8,7 +8,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { REPO } from "./engine.ts";
 import { stopSims, type SimHost } from "./jetson-sim.ts";
-import { DOCKER, run } from "./services.ts";
+import { DOCKER, docker, pushedDigest, run } from "./services.ts";
 
 export interface DevFleetOptions {
   /** Container name prefix of the sims. @example "jetson-engine" */
@@ -179,4 +179,27 @@ export function sampleProcessLists(fleet: DevFleet, intervalMs = 200): { stop():
       return samples;
     },
   };
+}
+
+/** web-probe releases pushed to the dev registry, by digest: two good ones and one whose health check fails. */
+export interface Probe {
+  readonly v1: string;
+  readonly v2: string;
+  readonly broken: string;
+}
+
+/** Builds and pushes the web-probe releases as `127.0.0.1:5000/<repository>/web-probe:<version>`. */
+export async function pushProbe(repository: string): Promise<Probe> {
+  const out: Record<string, string> = {};
+  for (const [key, version, healthy] of [
+    ["v1", "1.0.0", "true"],
+    ["v2", "2.0.0", "true"],
+    ["broken", "3.0.0", "false"],
+  ] as const) {
+    const tag = `127.0.0.1:5000/${repository}/web-probe:${version}`;
+    await run(join(REPO, "images", "web-probe", "build.sh"), [tag, version, healthy]);
+    await docker("push", "-q", tag);
+    out[key] = await pushedDigest(tag);
+  }
+  return out as unknown as Probe;
 }
