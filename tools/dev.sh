@@ -98,8 +98,10 @@ case ${1:-up} in
     mapfile -t fresh < <(replaced_sims)
     if ((${#fresh[@]})); then
       pattern=$(printf '%s|' "${fresh[@]}")
+      # Its host steps, and its services: the compose apply step, or (containers mode) its
+      # containers, their pulls and handover steps.
       mapfile -t replace < <(pulumi stack export --stack dev | jq -r --arg p "${pattern%|}" \
-        '.deployment.resources // [] | .[] | select(.type == "command:remote:Command") | .urn | select(test("::((" + $p + ")-[a-z-]+|services-(" + $p + ")-apply)$"))')
+        '.deployment.resources // [] | .[] | select(.type | test("^(command:remote:Command|docker:index/container:Container|docker:index/remoteImage:RemoteImage)$")) | .urn | select(test("::(" + $p + "|services-(" + $p + "))-[a-z0-9-]+$"))')
       ((${#replace[@]} == 0)) || step "fresh sims (${fresh[*]}): their ${#replace[@]} steps run again"
     fi
     step "pulumi up --stack dev"
@@ -112,8 +114,9 @@ case ${1:-up} in
     for sim in "${sims[@]}"; do printf '%s: %d\n' "$sim" $(($(logins "$sim") - before[$sim])); done
     ;;
   destroy)
-    step "pulumi destroy --stack dev"
-    pulumi destroy --yes --stack dev
+    step "pulumi destroy --run-program --stack dev"
+    # The program runs: the containers mode's Docker providers get their ssh-agent from it.
+    pulumi destroy --yes --run-program --stack dev
     cat >&2 <<'EOF'
 ==> what stays on the hosts
 The services and their containers are gone (named volumes stay), and a registry login, when the
