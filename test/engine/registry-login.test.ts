@@ -2,7 +2,8 @@
 // Docker client on a simulated Jetson in to exactly that registry (the password on standard
 // input), the program pins the service's tag to a digest with the same credentials, and the
 // host pulls it. A second `up` opens no SSH session; a rotated password logs in again before the
-// pull that needs it; credentials leaving the stack log the host out. No registry password, sudo
+// pull that needs it; the stack switched to the containers mode pulls with the same credentials
+// through its Docker provider; credentials leaving the stack log the host out. No registry password, sudo
 // password or private key line is in the state, the backend's files, the engine's output or the
 // host's process lists.
 import assert from "node:assert/strict";
@@ -150,6 +151,18 @@ describe("registry login on a simulated Jetson under pulumi up", { timeout: 60 *
     return (JSON.parse(text) as { auths?: Record<string, { auth?: string }> }).auths ?? {};
   }
   const containers = () => fleet.composeContainers(host, PROJECT);
+  /** The containers mode's probe container: image, status(/health), id. */
+  async function probeContainer(): Promise<{ image: string; status: string; id: string }> {
+    const [image = "", status = "", id = ""] = (
+      await fleet.exec(
+        host,
+        `docker inspect -f '{{.Config.Image}} {{.State.Status}}{{if .State.Health}}/{{.State.Health.Status}}{{end}} {{.Id}}' probe`,
+      )
+    )
+      .trim()
+      .split(" ");
+    return { image, status, id };
+  }
   /** The probe's answer on the host's address; retried briefly while the container starts. */
   async function probeAnswer(): Promise<string> {
     let last = "";
@@ -199,7 +212,7 @@ describe("registry login on a simulated Jetson under pulumi up", { timeout: 60 *
     { timeout: 30 * 60_000 },
   );
   after(async () => {
-    await env?.dispose().catch(() => undefined);
+    await env?.dispose({ runProgram: true }).catch(() => undefined);
     await fleet?.stop();
     await registry?.stop();
   });
@@ -259,31 +272,49 @@ describe("registry login on a simulated Jetson under pulumi up", { timeout: 60 *
     assert.equal(await probeAnswer(), "2.0.0\n");
   });
 
+  it("switches to the containers mode with one config change: the Docker provider pulls with the stack's credentials, the compose container gives way", async () => {
+    probe["v3"] = await pushProbe("3.0.0", passwords[1].value);
+    setProbe(`${repository}:3.0.0`);
+    edit((cfg) => {
+      cfg["deploy"] = { target: "containers", rollout: { maxUnavailable: 1 } };
+    });
+    await up();
+    assert.deepEqual(await containers(), {}, "the compose project is gone");
+    const running = await probeContainer();
+    assert.equal(running.image, probe["v3"], "the provider pulled 3.0.0, which the host never had, with the rotated password");
+    assert.equal(running.status, "running/healthy");
+    assert.equal(await probeAnswer(), "3.0.0\n");
+    // The provider's credentials are in the state as a secret.
+    assert.match(exports, /"registryAuth":\s*\{\s*"4dabf18193072939515e22adb298388d":\s*"1b47061264138c4ac30d75fd1eb44270",\s*"ciphertext"/);
+  });
+
   it("logs the host out when the credentials leave the stack, the service untouched", async () => {
-    const v2 = probe["v2"] ?? "";
+    const v3 = probe["v3"] ?? "";
     edit((cfg) => {
       cfg["registry"] = { server: registry.server };
     });
     // Without credentials the tag cannot be resolved: the image the host runs, by digest.
-    setProbe(v2);
-    const before = await containers();
+    setProbe(v3);
+    const before = await probeContainer();
     const changes = await up();
     assert.ok((changes["delete"] ?? 0) >= 1, JSON.stringify(changes));
     const logged = await auths();
     assert.ok(!(registry.server in logged), `config.json still holds ${registry.server}: ${JSON.stringify(Object.keys(logged))}`);
-    assert.deepEqual(await containers(), before);
-    assert.equal(await probeAnswer(), "2.0.0\n");
+    assert.deepEqual(await probeContainer(), before);
+    assert.equal(await probeAnswer(), "3.0.0\n");
   });
 
   it("destroys the stack, leaving no container of the project", async () => {
     const sampler = sampleProcessLists(fleet);
     try {
-      const result = await env.stack.destroy({ color: "never" });
+      // The containers mode's providers get their ssh-agent from the program.
+      const result = await env.stack.destroy({ color: "never", runProgram: true });
       engineOutput += result.stdout + result.stderr;
     } finally {
       processLists += await sampler.stop();
     }
     assert.deepEqual(await containers(), {});
+    assert.equal((await fleet.exec(host, "docker ps -aq --filter name=^probe$")).trim(), "");
     const state = await env.stack.exportStack();
     assert.deepEqual((state.deployment as { resources?: unknown[] }).resources ?? [], []);
   });
