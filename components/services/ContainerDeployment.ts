@@ -70,7 +70,8 @@ function generatedSshOpts(host: ServiceHost, agent: DockerSshAgent): pulumi.Outp
 
 /**
  * Per host: `<name>-<host>-docker` (a `docker.Provider` for `ssh://user@address:port`, plugin
- * `DOCKER_PLUGIN_VERSION`) and one `Service` per service, `<name>-<host>-<service>`, in
+ * `DOCKER_PLUGIN_VERSION`), `<name>-<host>-network` (`<project>_containers`, the network its
+ * bridge services share and resolve each other's names on) and one `Service` per service, `<name>-<host>-<service>`, in
  * `dependsOn` order (a `healthy` dependency's container create has waited for its health check),
  * each guarded by its host step (`Service`'s `guard`): a container that is not healthy in time is
  * replaced on the host by the one it replaced. A batch of hosts starts once every service of the
@@ -113,6 +114,10 @@ export class ContainerDeployment extends pulumi.ComponentResource {
           { parent: this, version: DOCKER_PLUGIN_VERSION, ...(host.ready ? { dependsOn: [host.ready] } : {}) },
         );
         providers[host.name] = provider;
+        // The stack's own network for its bridge services, as compose gives a project one.
+        const network = ordered.some((s) => s.network === "bridge")
+          ? new docker.Network(`${name}-${host.name}-network`, { name: `${project}_containers` }, { parent: this, provider })
+          : undefined;
         const onHost: Record<string, Service> = {};
         for (const service of ordered) {
           const image = args.images[service.name];
@@ -127,6 +132,7 @@ export class ContainerDeployment extends pulumi.ComponentResource {
               mode: "containers",
               after: [...Object.keys(service.dependsOn).flatMap((d) => onHost[d] ?? []), ...previous, ...(host.ready ? [host.ready] : [])],
               guard: { host, project },
+              ...(network ? { network: network.name } : {}),
               ...(secretEnvironment ? { secretEnvironment } : {}),
             },
             { parent: this, providers: [provider] },

@@ -47,6 +47,13 @@ export interface ServiceArgs {
    */
   readonly after?: readonly pulumi.Resource[];
   /**
+   * Containers mode: the user-defined network a `bridge` service joins (`ContainerDeployment`
+   * makes one per host), where the other services reach it by name, as on compose's project network.
+   * @default none (Docker's default bridge)
+   * @example network.name
+   */
+  readonly network?: pulumi.Input<string>;
+  /**
    * Containers mode: the host to guard updates on, and the stack's compose project name. Before
    * the container is created or replaced, a step on the host (`container-handover.sh`) records the
    * running container and watches the new one: when it is not healthy in time, the host gets the
@@ -57,7 +64,7 @@ export interface ServiceArgs {
   readonly guard?: {
     /** The host the container runs on. @example serviceHostOf("orin-nx-01", jetsonHost) */
     readonly host: ServiceHost;
-    /** The stack's compose project name (a host switching from the compose mode). @example "jetson-fleet-prod" */
+    /** The stack's compose project name: labels the container, and finds a compose container of a switch. @example "jetson-fleet-prod" */
     readonly project: string;
   };
 }
@@ -104,6 +111,8 @@ export class Service extends pulumi.ComponentResource {
       const container = containerArgs(args.service, {
         image: pulled.name,
         ...(args.secretEnvironment ? { secretEnvironment: args.secretEnvironment } : {}),
+        ...(args.guard ? { project: args.guard.project } : {}),
+        ...(args.network !== undefined ? { network: args.network } : {}),
       });
       const handover = args.guard ? this.handover(name, args.service, args.guard, container, [...after, pulled]) : undefined;
       this.container = new docker.Container(name, container, {

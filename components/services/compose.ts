@@ -63,7 +63,9 @@ export function composeService(service: ServiceSpec, image: string): ComposeServ
   out["runtime"] = s.runtime;
   if (s.network === "host") out["network_mode"] = "host";
   else if (s.ports.length > 0) {
-    out["ports"] = s.ports.map((p) => `${p.hostIp ? `${p.hostIp}:` : ""}${p.published ?? p.target}:${p.target}/${p.protocol}`);
+    // The address always: without one Docker also binds [::], which the containers mode (and the
+    // documented default, 0.0.0.0) does not.
+    out["ports"] = s.ports.map((p) => `${p.hostIp ?? "0.0.0.0"}:${p.published ?? p.target}:${p.target}/${p.protocol}`);
   }
   if (s.volumes.length > 0) {
     out["volumes"] = s.volumes.map((v) => ({

@@ -28,6 +28,9 @@ export function goDuration(duration: string): string {
   return h > 0 ? `${h}h${m}m${s}` : m > 0 ? `${m}m${s}` : s;
 }
 
+/** The label naming the stack's compose project on a containers-mode container. */
+export const PROJECT_LABEL = "jetson-fleet.project";
+
 /** CPUs as the provider reads them back: `1` → `1.0`, `1.5` → `1.5`. */
 export function dockerCpus(cpus: number): string {
   return Number.isInteger(cpus) ? cpus.toFixed(1) : String(cpus);
@@ -40,6 +43,20 @@ export interface ContainerArgsOptions {
   readonly image: pulumi.Input<string>;
   /** Environment keys whose values are secrets: the whole `envs` list is then a secret. @default [] */
   readonly secretEnvironment?: readonly string[];
+  /**
+   * The stack's compose project name, as the label `jetson-fleet.project`: a stack switching to
+   * the compose mode finds its containers by it and removes them before compose starts.
+   * @default none (no label)
+   * @example "jetson-fleet-prod"
+   */
+  readonly project?: string;
+  /**
+   * The user-defined network a `bridge` service joins (as compose puts a project's services on
+   * the project's own network): other services reach it by its container name.
+   * @default none (Docker's default bridge, no name resolution)
+   * @example "jetson-fleet-prod_containers"
+   */
+  readonly network?: pulumi.Input<string>;
 }
 
 /**
@@ -60,7 +77,7 @@ export function containerArgs(service: ServiceSpec, options: ContainerArgsOption
     ...(s.command ? { command: [...s.command] } : {}),
     envs: secret ? pulumi.secret(envs) : envs,
     runtime: s.runtime,
-    networkMode: s.network,
+    networkMode: s.network === "bridge" && options.network !== undefined ? options.network : s.network,
     ports:
       s.network === "host"
         ? []
@@ -100,7 +117,10 @@ export function containerArgs(service: ServiceSpec, options: ContainerArgsOption
     ...(s.resources.gpus !== undefined
       ? { deviceRequests: [{ driver: "nvidia", count: s.resources.gpus === "all" ? -1 : s.resources.gpus, capabilities: ["gpu"] }] }
       : {}),
-    labels: Object.entries(s.labels).map(([label, value]) => ({ label, value })),
+    labels: [
+      ...Object.entries(s.labels).map(([label, value]) => ({ label, value })),
+      ...(options.project !== undefined ? [{ label: PROJECT_LABEL, value: options.project }] : []),
+    ],
     ...(s.user ? { user: s.user } : {}),
     readOnly: s.readOnlyRootFilesystem,
     // Left out when empty: the provider reads empty lists back as no capabilities block, a replace.

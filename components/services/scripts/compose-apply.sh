@@ -200,6 +200,14 @@ wait_healthy() {
   done
 }
 
+# A stack switching from the containers mode: its containers (labelled with this project) hold the
+# services' names and ports, and Pulumi deletes them only after this step. They go first.
+switched=$(docker ps -aq --filter "label=jetson-fleet.project=$project")
+if [[ -n $switched ]]; then
+  xargs docker rm -f <<<"$switched" >/dev/null
+  log "host $host: removed the containers mode's containers of $project (the stack switched to the compose mode)"
+fi
+
 # compose up fails when a dependency never gets healthy; wait_healthy then names that service.
 up_ok=true
 run_compose "$dir/next.yaml" up -d --remove-orphans 2>"$dir/up.err" || up_ok=false

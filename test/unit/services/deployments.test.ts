@@ -245,7 +245,7 @@ describe("ContainerDeployment", () => {
       memory: 6144,
       memorySwap: 2 * 6144,
       deviceRequests: [{ driver: "nvidia", count: -1, capabilities: ["gpu"] }],
-      labels: [],
+      labels: [{ label: "jetson-fleet.project", value: "jetson-fleet-unit" }],
       user: "10001:10001",
       readOnly: false,
       securityOpts: ["no-new-privileges:true"],
@@ -253,7 +253,12 @@ describe("ContainerDeployment", () => {
     });
     const ui = rec.ofType("docker:index/container:Container").find((c) => c.name === "services-orin-03-ui");
     assert.deepEqual(ui?.inputs["ports"], [{ internal: 80, external: 8088, protocol: "tcp", ip: "0.0.0.0" }]);
-    assert.equal(ui?.inputs["networkMode"], "bridge");
+    // Bridge services share the stack's own network on each host, as compose's project network.
+    assert.equal(ui?.inputs["networkMode"], "jetson-fleet-unit_containers");
+    assert.deepEqual(
+      rec.ofType("docker:index/network:Network").map((n) => [n.name, n.inputs["name"]]),
+      ["orin-01", "orin-02", "orin-03"].map((h) => [`services-${h}-network`, "jetson-fleet-unit_containers"]),
+    );
   });
 
   it("deletes a container before creating its replacement (fixed names, host ports)", async () => {

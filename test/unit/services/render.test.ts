@@ -61,7 +61,7 @@ const TABLE: [Record<string, unknown>, Record<string, unknown>, Record<string, u
         { target: 8189, protocol: "udp", hostIp: "127.0.0.1" },
       ],
     },
-    { ports: ["8088:80/tcp", "127.0.0.1:8189:8189/udp"] },
+    { ports: ["0.0.0.0:8088:80/tcp", "127.0.0.1:8189:8189/udp"] },
     {
       ports: [
         { internal: 80, external: 8088, protocol: "tcp", ip: "0.0.0.0" },
