@@ -3,7 +3,7 @@
 // input), the program pins the service's tag to a digest with the same credentials, and the
 // host pulls it. A second `up` opens no SSH session; a rotated password logs in again before the
 // pull that needs it; the stack switched to the containers mode pulls with the same credentials
-// through its Docker provider; credentials leaving the stack log the host out. No registry password, sudo
+// through its Docker provider, and back again; credentials leaving the stack log the host out. No registry password, sudo
 // password or private key line is in the state, the backend's files, the engine's output or the
 // host's process lists.
 import assert from "node:assert/strict";
@@ -285,7 +285,22 @@ describe("registry login on a simulated Jetson under pulumi up", { timeout: 60 *
     assert.equal(running.status, "running/healthy");
     assert.equal(await probeAnswer(), "3.0.0\n");
     // The provider's credentials are in the state as a secret.
-    assert.match(exports, /"registryAuth":\s*\{\s*"4dabf18193072939515e22adb298388d":\s*"1b47061264138c4ac30d75fd1eb44270",\s*"ciphertext"/);
+    assert.match(
+      exports,
+      /"registryAuth":\s*\{\s*"4dabf18193072939515e22adb298388d":\s*"1b47061264138c4ac30d75fd1eb44270",\s*"ciphertext"/,
+    );
+  });
+
+  it("switches back to the compose mode: the containers mode's container gives way to compose's", async () => {
+    edit((cfg) => {
+      cfg["deploy"] = { target: "compose", rollout: { maxUnavailable: 1 } };
+    });
+    await up();
+    assert.equal((await fleet.exec(host, "docker ps -aq --filter name=^probe$")).trim(), "", "the containers mode's probe is gone");
+    const running = await containers();
+    assert.equal(running["probe"]?.image, probe["v3"]);
+    assert.match(running["probe"]?.status ?? "", /^running\/healthy$/);
+    assert.equal(await probeAnswer(), "3.0.0\n");
   });
 
   it("logs the host out when the credentials leave the stack, the service untouched", async () => {
@@ -295,12 +310,12 @@ describe("registry login on a simulated Jetson under pulumi up", { timeout: 60 *
     });
     // Without credentials the tag cannot be resolved: the image the host runs, by digest.
     setProbe(v3);
-    const before = await probeContainer();
+    const before = await containers();
     const changes = await up();
     assert.ok((changes["delete"] ?? 0) >= 1, JSON.stringify(changes));
     const logged = await auths();
     assert.ok(!(registry.server in logged), `config.json still holds ${registry.server}: ${JSON.stringify(Object.keys(logged))}`);
-    assert.deepEqual(await probeContainer(), before);
+    assert.deepEqual(await containers(), before);
     assert.equal(await probeAnswer(), "3.0.0\n");
   });
 

@@ -26,6 +26,8 @@ export type ContainerSettings = Readonly<Record<string, unknown>>;
 
 /** Labels compose writes on its containers (project, service, config hash, version, ...). */
 const COMPOSE_LABEL = /^com\.docker\.compose\./;
+/** The containers mode\'s label naming the stack\'s project. */
+const PROJECT_LABEL = "jetson-fleet.project";
 
 /** Every container on the host, `docker inspect` of each, by service (compose's label, else the container's name). */
 export async function inspectServices(fleet: DevFleet, host: SimHost): Promise<Record<string, ContainerInspect>> {
@@ -81,7 +83,8 @@ const HOST_CONFIG_SETS: Record<string, (item: unknown) => string> = {
  * - left out: the container's name, id, creation and state times, its log, hosts and resolv.conf
  *   paths, its addresses and endpoint/sandbox ids (all per container), and `Config.Hostname`
  *   (the container's id, or with host networking the host's name);
- * - compose's own labels (`com.docker.compose.*`) are dropped from `Config.Labels`;
+ * - each mode's own bookkeeping labels (compose's `com.docker.compose.*`, the containers mode's
+ *   `jetson-fleet.project`) are dropped from `Config.Labels`;
  * - empty lists and maps, null and absent are one value (null);
  * - lists Docker treats as sets (environment, mounts, ulimits, capabilities, security options,
  *   devices, ...) are sorted;
@@ -93,7 +96,7 @@ export function containerSettings(c: ContainerInspect): ContainerSettings {
   for (const [key, value] of Object.entries(c.Config)) {
     if (key === "Hostname") continue;
     if (key === "Labels") {
-      const labels = Object.entries((value ?? {}) as Record<string, string>).filter(([k]) => !COMPOSE_LABEL.test(k));
+      const labels = Object.entries((value ?? {}) as Record<string, string>).filter(([k]) => !COMPOSE_LABEL.test(k) && k !== PROJECT_LABEL);
       out["Config.Labels"] = emptyToNull(Object.fromEntries(labels.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))));
     } else if (key === "Env") out["Config.Env"] = sorted(value);
     else out[`Config.${key}`] = emptyToNull(value);
