@@ -7,14 +7,14 @@
 // place is invisible to the provider and needs `--replace`; a broken release stops after the
 // first batch and that host gets its previous container back.
 import assert from "node:assert/strict";
-import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { EngineEvent } from "@pulumi/pulumi/automation/index.js";
-import { parse, stringify } from "yaml";
+import { parse } from "yaml";
 import { dockerSshAgentName } from "../../components/index.ts";
-import { engineStack, REPO, storedState, type EngineStack } from "../support/engine.ts";
+import { editStackConfig, engineStack, REPO, storedState, type EngineStack } from "../support/engine.ts";
 import { pushProbe, startDevFleet, type DevFleet, type Probe } from "../support/fleet.ts";
 import type { SimHost } from "../support/jetson-sim.ts";
 import { loadLoop, type LoadFigures } from "../support/load.ts";
@@ -42,15 +42,7 @@ describe("the containers mode on three simulated Jetsons under pulumi up", { tim
   const figures: string[] = [];
   const host = (i: number): SimHost => fleet.hosts[i] as SimHost;
 
-  const stackFile = () => join(env.dir, `Pulumi.${STACK}.yaml`);
-  const edit = (change: (cfg: Record<string, unknown>) => void) => {
-    const doc = parse(readFileSync(stackFile(), "utf8")) as { config: Record<string, unknown> };
-    const project: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(doc.config)) if (k.startsWith("jetson-fleet:")) project[k.slice(13)] = v;
-    change(project);
-    for (const [k, v] of Object.entries(project)) doc.config[`jetson-fleet:${k}`] = v;
-    writeFileSync(stackFile(), stringify(doc));
-  };
+  const edit = (change: (cfg: Record<string, unknown>) => void) => editStackConfig(env, STACK, change);
   const probeService = (cfg: Record<string, unknown>) =>
     (cfg["services"] as Record<string, unknown>[]).find((s) => s["name"] === "probe") as Record<string, unknown>;
 

@@ -7,11 +7,11 @@
 // first batch. Every secret is searched for in the state, the engine's output and the hosts'
 // process lists.
 import assert from "node:assert/strict";
-import { readFileSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { parse, stringify } from "yaml";
-import { engineStack, filesText, REPO, storedState, type EngineStack } from "../support/engine.ts";
+import { parse } from "yaml";
+import { editStackConfig, engineStack, filesText, REPO, storedState, type EngineStack } from "../support/engine.ts";
 import { pushProbe, sampleProcessLists, startDevFleet, type DevFleet, type Probe } from "../support/fleet.ts";
 import { ed25519KeyPair } from "../support/fixtures.ts";
 import type { SimHost } from "../support/jetson-sim.ts";
@@ -34,16 +34,8 @@ describe("the dev stack on three simulated Jetsons under pulumi up", { timeout: 
   const rotated = ed25519KeyPair();
   const host = (i: number): SimHost => fleet.hosts[i] as SimHost;
 
-  const config = () => parse(readFileSync(join(env.dir, `Pulumi.${STACK}.yaml`), "utf8")) as { config: Record<string, unknown> };
   /** Changes the stack file as a user would edit it. */
-  const edit = (change: (cfg: Record<string, unknown>) => void) => {
-    const doc = config();
-    const project: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(doc.config)) if (k.startsWith("jetson-fleet:")) project[k.slice(13)] = v;
-    change(project);
-    for (const [k, v] of Object.entries(project)) doc.config[`jetson-fleet:${k}`] = v;
-    writeFileSync(join(env.dir, `Pulumi.${STACK}.yaml`), stringify(doc));
-  };
+  const edit = (change: (cfg: Record<string, unknown>) => void) => editStackConfig(env, STACK, change);
   const runtime = (cfg: Record<string, unknown>) => cfg["runtime"] as { daemonJson: { "log-opts": Record<string, string> } };
   const hostsOf = (cfg: Record<string, unknown>) => cfg["hosts"] as Record<string, unknown>[];
   const setProbe = (image: string) =>

@@ -12,8 +12,7 @@ import { readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from "no
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { parse, stringify } from "yaml";
-import { engineStack, filesText, REPO, storedState, type EngineStack } from "../support/engine.ts";
+import { editStackConfig, engineStack, filesText, REPO, storedState, type EngineStack } from "../support/engine.ts";
 import { sampleProcessLists, startDevFleet, type DevFleet } from "../support/fleet.ts";
 import type { SimHost } from "../support/jetson-sim.ts";
 import { run, scratchDir, startAuthRegistry, type AuthRegistry } from "../support/services.ts";
@@ -67,16 +66,8 @@ describe("registry login on a simulated Jetson under pulumi up", { timeout: 60 *
   let exports = "";
   const stackExport = () => storedState(env, STACK);
 
-  const stackFile = () => join(env.dir, `Pulumi.${STACK}.yaml`);
   /** Changes the stack file's project config as a user would edit it. */
-  const edit = (change: (cfg: Record<string, unknown>) => void) => {
-    const doc = parse(readFileSync(stackFile(), "utf8")) as { config: Record<string, unknown> };
-    const project: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(doc.config)) if (k.startsWith("jetson-fleet:")) project[k.slice(13)] = v;
-    change(project);
-    for (const [k, v] of Object.entries(project)) doc.config[`jetson-fleet:${k}`] = v;
-    writeFileSync(stackFile(), stringify(doc));
-  };
+  const edit = (change: (cfg: Record<string, unknown>) => void) => editStackConfig(env, STACK, change);
   const setProbe = (image: string) =>
     edit((cfg) => {
       const entry = (cfg["services"] as Record<string, unknown>[]).find((s) => s["name"] === "probe");

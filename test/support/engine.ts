@@ -154,3 +154,18 @@ export function filesText(dir: string): string {
     .map((f) => readFileSync(f, "utf8"))
     .join("\n");
 }
+
+/**
+ * Changes the project's config in the stack file of `env` as a user would edit it: `change` gets
+ * the config without the `<project>:` prefix and edits it in place.
+ */
+export function editStackConfig(env: EngineStack, stack: string, change: (config: Record<string, unknown>) => void): void {
+  const file = join(env.dir, `Pulumi.${stack}.yaml`);
+  const doc = parse(readFileSync(file, "utf8")) as { config: Record<string, unknown> };
+  const prefix = `${PROJECT}:`;
+  const config: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(doc.config)) if (k.startsWith(prefix)) config[k.slice(prefix.length)] = v;
+  change(config);
+  for (const [k, v] of Object.entries(config)) doc.config[`${prefix}${k}`] = v;
+  writeFileSync(file, stringify(doc));
+}

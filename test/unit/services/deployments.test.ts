@@ -68,17 +68,20 @@ const SERVICES = [
 ];
 const SECRET_ENV = { inference: ["API_TOKEN"] };
 
+/** Host i's connection: the first host's key pinned, the others' not. */
+const connectionOf = (i: number) => ({
+  host: `192.168.50.1${i + 1}`,
+  port: 22,
+  user: "fleet",
+  privateKey: clientKey.privateKey,
+  ...(i === 0 ? { hostKey: hostKey.publicKey } : {}),
+  perDialTimeout: 20,
+});
+
 function hosts(n: number): ServiceHost[] {
   return Array.from({ length: n }, (_, i) => ({
     name: `orin-0${i + 1}`,
-    connection: pulumi.secret({
-      host: `192.168.50.1${i + 1}`,
-      port: 22,
-      user: "fleet",
-      privateKey: clientKey.privateKey,
-      ...(i === 0 ? { hostKey: hostKey.publicKey } : {}),
-      perDialTimeout: 20,
-    }),
+    connection: pulumi.secret(connectionOf(i)),
     elevation: "sudo-password" as const,
     sudoPassword: pulumi.secret("hunter2"),
     dockerHost: `ssh://fleet@192.168.50.1${i + 1}:22`,
@@ -370,18 +373,7 @@ describe("ComposeDeployment", () => {
       assert.deepEqual(stepOf(c), { password: "hunter2", ...step, data: file });
       assert.deepEqual(c.inputs["triggers"], secretOf([contentHash(stepTrigger(step), file)]));
       // The command SDK adds its dial defaults to what a connection leaves out.
-      assert.deepEqual(
-        c.inputs["connection"],
-        secretOf({
-          host: `192.168.50.1${i + 1}`,
-          port: 22,
-          user: "fleet",
-          privateKey: clientKey.privateKey,
-          ...(i === 0 ? { hostKey: hostKey.publicKey } : {}),
-          perDialTimeout: 20,
-          dialErrorLimit: 10,
-        }),
-      );
+      assert.deepEqual(c.inputs["connection"], secretOf({ ...connectionOf(i), dialErrorLimit: 10 }));
       assert.equal(c.inputs["addPreviousOutputInEnv"], false);
     });
   });
