@@ -8,6 +8,7 @@ import {
   GpuImage,
   JetsonHost,
   KubernetesFleet,
+  dockerSshAgent,
   gpuImageArgs,
   pinServiceImages,
   readBuildEnvironment,
@@ -46,6 +47,11 @@ const hosts = Object.fromEntries(
     }),
   ]),
 );
+
+// Each host's key goes to the stack's ssh-agent whatever the target: a stack leaving the
+// containers mode still has containers to delete, through Docker providers whose ssh finds the
+// key only there (the agent lives while this run does).
+for (const host of config.hosts) dockerSshAgent(host.privateKey);
 
 // Images build and push in parallel with the host bootstrap; services deploy their digests.
 const images = Object.fromEntries(
