@@ -37,6 +37,8 @@ if [[ ${1:-} == keep ]]; then
   socket=$2
   ssh-agent -D -a "$socket" >/dev/null 2>&1 &
   agent=$!
+  # However the keeper ends (its directory removed, a signal), the agent ends with it.
+  trap 'kill "$agent" 2>/dev/null || true' EXIT
   while sleep 1; do
     lock "$socket"
     if ! kill -0 "$agent" 2>/dev/null || ! running "$socket"; then

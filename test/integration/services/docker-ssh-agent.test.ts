@@ -17,8 +17,10 @@ describe("docker-ssh-agent.sh", () => {
   const socket = join(dir, "stack.sock");
   const key = ed25519KeyPair();
   const runs: ChildProcess[] = [];
-  after(() => {
+  after(async () => {
     for (const r of runs) r.kill();
+    // The keeper stops its agent once no run lives: wait for it, so no agent outlives the test.
+    for (let i = 0; i < 50 && existsSync(socket); i++) await new Promise((r) => setTimeout(r, 100));
     rmSync(dir, { recursive: true, force: true });
   });
 
