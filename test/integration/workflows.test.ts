@@ -1,14 +1,23 @@
 // The GitHub workflows (.github/workflows/): actionlint (with shellcheck on every run: block) and
 // the project's own rules pass on them, they do what issue 8 asks (checks then previews on pull
-// requests, dev then an approved prod on main), and both checkers reject deliberately broken copies
-// with exactly the expected diagnostics.
+// requests, dev then an approved prod on main), prod's secrets reach only approved runs of this
+// repository's own branches (issue 14), and both checkers reject deliberately broken copies with
+// exactly the expected diagnostics.
 import assert from "node:assert/strict";
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { before, describe, it } from "node:test";
 import { parse } from "yaml";
 import { run, scratchDir } from "../support/services.ts";
-import { actionlint, PROJECT_DIR, readWorkflow, workflowProblems, WORKFLOWS_DIR } from "../support/workflows.ts";
+import {
+  actionlint,
+  PROJECT_DIR,
+  PROTECTED_ENVIRONMENTS,
+  readWorkflow,
+  SAME_REPOSITORY,
+  workflowProblems,
+  WORKFLOWS_DIR,
+} from "../support/workflows.ts";
 import type { ActionlintError } from "../support/workflows.ts";
 
 interface Step {
@@ -22,6 +31,7 @@ interface Step {
 }
 interface Job {
   readonly needs?: string | string[];
+  readonly if?: string;
   readonly environment?: string;
   readonly permissions?: Record<string, string>;
   readonly concurrency?: { readonly group: string; readonly "cancel-in-progress"?: boolean };
@@ -77,6 +87,17 @@ function action(of: Job, name: string): Step {
 function stepRunning(of: Job, prefix: string): number {
   return of.steps.findIndex((s) => s.run !== undefined && commands(s.run).some((c) => c.startsWith(prefix)));
 }
+
+/** The secrets (`secrets.NAME`) a job, a step or any part of one names, sorted, each once. */
+function secretsNamed(part: unknown): string[] {
+  return [...new Set([...JSON.stringify(part).matchAll(/\bsecrets\.(\w+)/g)].map((m) => `secrets.${m[1]}`))].sort();
+}
+
+/** The secrets prod's jobs need: its passphrase (it decrypts the hosts' keys and sudo password) and the Cloud token. */
+const PROD_SECRETS = {
+  PULUMI_ACCESS_TOKEN: "${{ secrets.PULUMI_ACCESS_TOKEN }}",
+  PULUMI_CONFIG_PASSPHRASE: "${{ secrets.PULUMI_CONFIG_PASSPHRASE }}",
+};
 
 /** The 1-based line of the first occurrence of `needle` in `text`, which must contain it. */
 function lineOf(text: string, needle: string): number {
@@ -134,7 +155,7 @@ describe("GitHub workflows", { timeout: 5 * 60_000 }, () => {
 
     it("lint exactly as the lint tier of tools/test.sh does (minus tools/machine.sh, which needs root)", () => {
       const testSh = readFileSync(join(PROJECT_DIR, "tools", "test.sh"), "utf8");
-      const tier = /^ {4}lint\)\n([\s\S]*?)^ {6};;/m.exec(testSh)?.[1];
+      const tier = /^( *)lint\)\n([\s\S]*?)^\1 {2};;/m.exec(testSh)?.[2];
       assert.ok(tier, "tools/test.sh has no lint) case");
       const expected = commands(tier).filter((c) => c !== 'step "lint"' && c !== "tools/machine.sh");
       const lint = checks.steps.find((s) => s.name === "lint");
@@ -165,13 +186,46 @@ describe("GitHub workflows", { timeout: 5 * 60_000 }, () => {
       assert.equal(comment.if, "${{ !cancelled() }}");
     });
 
+    it("preview dev for every pull request, forks included: no secret, no environment to approve, no condition", () => {
+      const dev = job(PR, "preview-dev");
+      assert.deepEqual([dev.if, dev.environment, secretsNamed(dev)], [undefined, undefined, []]);
+      // Its passphrase is the documented dev one, set by tools/dev.sh, not a secret.
+      assert.equal(JSON.stringify(dev).includes("PULUMI_CONFIG_PASSPHRASE"), false);
+      assert.deepEqual(secretsNamed(checks), []);
+      assert.equal(checks.if, undefined);
+    });
+
+    it("preview prod only after a maintainer approved the run, never for forks, its secrets in the pulumi step alone", () => {
+      const prod = job(PR, "preview-prod");
+      // Required reviewers of prod-preview approve each run; the secrets are that environment's.
+      assert.equal(prod.environment, "prod-preview");
+      assert.ok(PROTECTED_ENVIRONMENTS.includes("prod-preview"));
+      assert.equal(prod.if, SAME_REPOSITORY);
+      const reading = prod.steps.filter((s) => secretsNamed(s).length);
+      assert.deepEqual(reading, [action(prod, "pulumi/actions")]);
+      assert.deepEqual(action(prod, "pulumi/actions").env, { BUILDX_BUILDER: "${{ steps.buildx.outputs.name }}", ...PROD_SECRETS });
+      assert.deepEqual(secretsNamed(prod.env), []);
+    });
+
+    it("no job of a pull request reads a secret outside a protected environment or for a fork, and none runs the PR's code with privileges", () => {
+      // pull_request alone: pull_request_target and workflow_run run with secrets and a write token.
+      assert.deepEqual(Object.keys(PR.on), ["pull_request"]);
+      for (const [name, j] of Object.entries(PR.jobs)) {
+        if (!secretsNamed(j).length && j.environment === undefined) continue;
+        assert.ok(PROTECTED_ENVIRONMENTS.includes(j.environment ?? ""), `${name} reads secrets outside a protected environment`);
+        assert.equal(j.if, SAME_REPOSITORY, `${name} runs for forks`);
+      }
+    });
+
     it("preview prod with the official CLI at the pinned version, building images, with the diff posted to the pull request", () => {
       const prod = job(PR, "preview-prod");
       assert.equal(prod.needs, "checks");
       assert.deepEqual(prod.permissions, { contents: "read", "pull-requests": "write" });
-      assert.equal(prod.env?.JETSON_FLEET_BUILD_ON_PREVIEW, "true");
-      assert.equal(prod.env?.PULUMI_BACKEND_URL, "${{ vars.PULUMI_BACKEND_URL || 'file://~' }}");
-      assert.equal(prod.env?.PULUMI_CONFIG_PASSPHRASE, "${{ secrets.PULUMI_CONFIG_PASSPHRASE }}");
+      assert.deepEqual(prod.env, {
+        JETSON_FLEET_BUILD_ON_PREVIEW: "true",
+        PULUMI_BACKEND_URL: "${{ vars.PULUMI_BACKEND_URL || 'file://~' }}",
+        PULUMI_SKIP_UPDATE_CHECK: "true",
+      });
       const pulumi = action(prod, "pulumi/actions");
       assert.deepEqual(pulumi.with, {
         command: "preview",
@@ -185,7 +239,7 @@ describe("GitHub workflows", { timeout: 5 * 60_000 }, () => {
       });
       // The program builds with the builder named by BUILDX_BUILDER (index.ts), the one set up here.
       assert.equal(action(prod, "docker/setup-buildx-action").id, "buildx");
-      assert.deepEqual(pulumi.env, { BUILDX_BUILDER: "${{ steps.buildx.outputs.name }}" });
+      assert.equal(pulumi.env?.BUILDX_BUILDER, "${{ steps.buildx.outputs.name }}");
       assert.equal(action(prod, "docker/setup-qemu-action").with?.platforms, "arm64");
     });
   });
@@ -208,10 +262,26 @@ describe("GitHub workflows", { timeout: 5 * 60_000 }, () => {
         [upProd.with?.command, upProd.with?.["stack-name"], upProd.with?.["pulumi-version"]],
         ["up", "prod", PULUMI_VERSION],
       );
-      assert.deepEqual(upProd.env, { BUILDX_BUILDER: "${{ steps.buildx.outputs.name }}" });
+      assert.equal(upProd.env?.BUILDX_BUILDER, "${{ steps.buildx.outputs.name }}");
       assert.equal(prod.needs, "dev");
       assert.equal(prod.environment, "prod");
-      assert.equal(prod.env?.PULUMI_CONFIG_PASSPHRASE, "${{ secrets.PULUMI_CONFIG_PASSPHRASE }}");
+    });
+
+    it("gives prod's secrets only to an approved run from main, and to the pulumi step alone", () => {
+      // Required reviewers of `prod` approve each run, and it admits only main (README); a manual
+      // run on another branch is not even offered to them.
+      assert.deepEqual(Object.keys(DEPLOY.on).sort(), ["push", "workflow_dispatch"]);
+      assert.equal(prod.environment, "prod");
+      assert.ok(PROTECTED_ENVIRONMENTS.includes("prod"));
+      assert.equal(prod.if, "github.ref == 'refs/heads/main'");
+      const upProd = action(prod, "pulumi/actions");
+      assert.deepEqual(
+        prod.steps.filter((s) => secretsNamed(s).length),
+        [upProd],
+      );
+      assert.deepEqual(upProd.env, { BUILDX_BUILDER: "${{ steps.buildx.outputs.name }}", ...PROD_SECRETS });
+      assert.deepEqual(secretsNamed(prod.env), []);
+      assert.deepEqual(secretsNamed(dev), []);
     });
 
     it("refuses to deploy prod to a backend that dies with the runner, before anything else runs", () => {
@@ -224,6 +294,12 @@ describe("GitHub workflows", { timeout: 5 * 60_000 }, () => {
 
   describe("broken copies are rejected with exact diagnostics", () => {
     const source = readWorkflow("pull-request.yml");
+    const deploy = readWorkflow("deploy.yml");
+    const forks = `expected if: ${SAME_REPOSITORY}`;
+    const unprotected =
+      "outside a protected environment; expected environment: prod or prod-preview (required reviewers), the only place its secrets live";
+    const privileged = "which runs with the repository's secrets and a write token; build pull requests on pull_request";
+
     const pin = "actions/checkout@3d3c42e5aac5ba805825da76410c181273ba90b1";
     const cases: {
       readonly file: string;
@@ -298,8 +374,88 @@ describe("GitHub workflows", { timeout: 5 * 60_000 }, () => {
         ),
         actionlint: () => [],
         rules: (text) => [
+          `secret-in-run.yml:${lineOf(text, "  checks:")}: job checks reads secrets.PULUMI_CONFIG_PASSPHRASE ${unprotected}`,
+          `secret-in-run.yml:${lineOf(text, "  checks:")}: job checks has secrets and runs for pull requests from forks too; ${forks}`,
           `secret-in-run.yml:${lineOf(text, 'secrets.PULUMI_CONFIG_PASSPHRASE }}" tools')}: run: interpolates secrets.PULUMI_CONFIG_PASSPHRASE into the script; pass it through env: instead`,
         ],
+      },
+      {
+        // Today's workflow before issue 14: any branch's pull request decrypted prod.
+        file: "prod-preview-unapproved.yml",
+        text: replaceOnce(source, "    environment: prod-preview\n", ""),
+        actionlint: () => [],
+        rules: (text) => [
+          `prod-preview-unapproved.yml:${lineOf(text, "  preview-prod:")}: job preview-prod reads secrets.PULUMI_ACCESS_TOKEN, secrets.PULUMI_CONFIG_PASSPHRASE ${unprotected}`,
+        ],
+      },
+      {
+        file: "prod-preview-elsewhere.yml",
+        text: replaceOnce(source, "    environment: prod-preview\n", "    environment:\n      name: staging\n"),
+        actionlint: () => [],
+        rules: (text) => [
+          `prod-preview-elsewhere.yml:${lineOf(text, "  preview-prod:")}: job preview-prod reads secrets.PULUMI_ACCESS_TOKEN, secrets.PULUMI_CONFIG_PASSPHRASE ${unprotected}`,
+        ],
+      },
+      {
+        file: "prod-preview-forks.yml",
+        text: replaceOnce(source, `    if: ${SAME_REPOSITORY}\n`, ""),
+        actionlint: () => [],
+        rules: (text) => [
+          `prod-preview-forks.yml:${lineOf(text, "  preview-prod:")}: job preview-prod has secrets and runs for pull requests from forks too; ${forks}`,
+        ],
+      },
+      {
+        // A condition that ORs the fork check away keeps nothing out.
+        file: "prod-preview-or.yml",
+        text: replaceOnce(source, `    if: ${SAME_REPOSITORY}\n`, `    if: ${SAME_REPOSITORY} || always()\n`),
+        actionlint: () => [],
+        rules: (text) => [
+          `prod-preview-or.yml:${lineOf(text, "  preview-prod:")}: job preview-prod has secrets and runs for pull requests from forks too; ${forks}`,
+        ],
+      },
+      {
+        // Every job of a workflow-level env reads its secrets.
+        file: "workflow-env-secret.yml",
+        text: replaceOnce(source, "\njobs:\n", "\nenv:\n  TOKEN: ${{ secrets.DEPLOY_TOKEN }}\n\njobs:\n"),
+        actionlint: () => [],
+        rules: (text) => [
+          `workflow-env-secret.yml:${lineOf(text, "  checks:")}: job checks reads secrets.DEPLOY_TOKEN ${unprotected}`,
+          `workflow-env-secret.yml:${lineOf(text, "  checks:")}: job checks has secrets and runs for pull requests from forks too; ${forks}`,
+          `workflow-env-secret.yml:${lineOf(text, "  preview-dev:")}: job preview-dev reads secrets.DEPLOY_TOKEN ${unprotected}`,
+          `workflow-env-secret.yml:${lineOf(text, "  preview-dev:")}: job preview-dev has secrets and runs for pull requests from forks too; ${forks}`,
+        ],
+      },
+      {
+        // pull_request_target runs this (base) workflow with secrets: checking out the PR's head there hands them to it.
+        file: "pull-request-target.yml",
+        text: replaceOnce(
+          replaceOnce(source, "on:\n  pull_request:\n", "on:\n  pull_request_target:\n"),
+          "        with:\n          persist-credentials: false\n",
+          "        with:\n          ref: ${{ github.event.pull_request.head.sha }}\n          persist-credentials: false\n",
+        ),
+        actionlint: () => [],
+        rules: (text) => [
+          `pull-request-target.yml:${lineOf(text, "ref: ${{ github.event.pull_request.head.sha }}")}: ref: gets the pull request's code (github.event.pull_request.head.sha) in a workflow triggered by pull_request_target, ${privileged}`,
+        ],
+      },
+      {
+        file: "deploy-unapproved.yml",
+        text: replaceOnce(deploy, "    environment: prod\n", ""),
+        actionlint: () => [],
+        rules: (text) => [
+          `deploy-unapproved.yml:${lineOf(text, "  prod:")}: job prod reads secrets.PULUMI_ACCESS_TOKEN, secrets.PULUMI_CONFIG_PASSPHRASE ${unprotected}`,
+        ],
+      },
+      {
+        // A secret handed to the dev job, which needs none and waits for nobody.
+        file: "deploy-dev-secret.yml",
+        text: replaceOnce(
+          deploy,
+          "      - name: pulumi up (tools/dev.sh)\n",
+          "      - name: pulumi up (tools/dev.sh)\n        env:\n          PULUMI_CONFIG_PASSPHRASE: ${{ secrets.PULUMI_CONFIG_PASSPHRASE }}\n",
+        ),
+        actionlint: () => [],
+        rules: (text) => [`deploy-dev-secret.yml:${lineOf(text, "  dev:")}: job dev reads secrets.PULUMI_CONFIG_PASSPHRASE ${unprotected}`],
       },
     ];
 

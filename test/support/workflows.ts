@@ -1,10 +1,12 @@
 // The project's own rules for GitHub workflows, beyond what actionlint checks: actions pinned by
-// commit, read-only default permissions, and secrets reaching scripts only through the environment.
+// commit, read-only default permissions, secrets reaching scripts only through the environment,
+// secrets read only by jobs behind a protected environment, and none of it for pull requests from
+// forks or for pull-request code run by a privileged trigger.
 import { execFile } from "node:child_process";
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { isMap, isPair, isScalar, LineCounter, parseDocument, visit } from "yaml";
+import { isMap, isNode, isPair, isScalar, isSeq, LineCounter, parseDocument, visit, type YAMLMap } from "yaml";
 
 export const PROJECT_DIR = join(import.meta.dirname, "..", "..");
 export const WORKFLOWS_DIR = join(PROJECT_DIR, ".github", "workflows");
@@ -18,6 +20,90 @@ const SHA_PINNED = /^[\w.-]+\/[\w.-]+(\/[^@\s]+)?@[0-9a-f]{40}$/;
 const DIGEST_PINNED = /^docker:\/\/[^@\s]+@sha256:[0-9a-f]{64}$/;
 const RELEASE_COMMENT = /^ ?v\d+\.\d+\.\d+$/;
 const SECRET_IN_EXPRESSION = /\$\{\{[^}]*\bsecrets\.(\w+)/;
+
+/**
+ * The GitHub environments whose protection the README has maintainers set (Settings → Environments:
+ * required reviewers; `prod` admits only `main`). The workflows' secrets live in these alone, so a
+ * job reading one waits for a maintainer's approval of the exact commit it runs.
+ */
+export const PROTECTED_ENVIRONMENTS: readonly string[] = ["prod", "prod-preview"];
+
+/** The condition that keeps a pull-request job to this repository's own branches (never forks). */
+export const SAME_REPOSITORY = "github.event.pull_request.head.repo.full_name == github.repository";
+
+/** Triggers whose jobs run with the repository's secrets and a write token whoever opened the pull request. */
+const PRIVILEGED_PR_TRIGGERS = ["pull_request_target", "workflow_run"];
+/** Triggers that start jobs for a pull request, from a fork or not. */
+const PR_TRIGGERS = ["pull_request", "pull_request_target"];
+/** Ways a job gets at the pull request's own code (its head commit, branch or merge ref). */
+const PR_CODE =
+  /github\.event\.pull_request\.head\.(?:sha|ref)|github\.head_ref|github\.event\.workflow_run\.head_(?:sha|branch)|refs\/pull\/|gh pr checkout/;
+/** `${{ ... }}` spans of a value; `if:` values are expressions whole. */
+const EXPRESSION = /\$\{\{([\s\S]*?)\}\}/g;
+/** A read of the secrets context: `secrets.NAME`, or all of it (`secrets[...]`, `toJSON(secrets)`). */
+const SECRETS_READ = /\bsecrets\b(?:\s*\.\s*(\w+))?/g;
+
+/** The secrets an expression-bearing value reads, as `secrets.NAME` (`secrets` for dynamic access); GITHUB_TOKEN is not one. */
+function secretsRead(value: string, wholeIsExpression: boolean): string[] {
+  const spans = wholeIsExpression && !value.includes("${{") ? [value] : [...value.matchAll(EXPRESSION)].map((m) => m[1] ?? "");
+  const found: string[] = [];
+  for (const span of spans) {
+    for (const m of span.matchAll(SECRETS_READ)) {
+      if (m[1] !== "GITHUB_TOKEN") found.push(m[1] ? `secrets.${m[1]}` : "secrets");
+    }
+  }
+  return found;
+}
+
+/** Every secret `node` (a job, or the workflow's `env:`) reads, sorted, each once. */
+function secretsIn(node: unknown): string[] {
+  const found = new Set<string>();
+  if (!isNode(node)) return [];
+  visit(node, {
+    Pair(_, pair) {
+      if (!isScalar(pair.key)) return;
+      // A reusable workflow's call handing it every secret.
+      if (pair.key.value === "secrets" && isScalar(pair.value) && pair.value.value === "inherit") found.add("secrets");
+      if (isScalar(pair.value) && typeof pair.value.value === "string") {
+        for (const s of secretsRead(pair.value.value, pair.key.value === "if")) found.add(s);
+      }
+    },
+    Seq(_, seq) {
+      for (const item of seq.items)
+        if (isScalar(item) && typeof item.value === "string") for (const s of secretsRead(item.value, false)) found.add(s);
+    },
+  });
+  return [...found].sort();
+}
+
+/** A job's `environment:` name (the scalar, or the map's `name`), undefined when it has none. */
+function environmentOf(job: YAMLMap): string | undefined {
+  const env: unknown = job.get("environment", true);
+  if (isScalar(env)) return String(env.value);
+  if (isMap(env)) {
+    const name: unknown = env.get("name", true);
+    return isScalar(name) ? String(name.value) : "";
+  }
+  return undefined;
+}
+
+/** Whether a job's `if:` keeps it to this repository's branches: exactly SAME_REPOSITORY, or it `&&` more. */
+function sameRepositoryOnly(condition: unknown): boolean {
+  if (!isScalar(condition)) return false;
+  const text = String(condition.value)
+    .trim()
+    .replace(/^\$\{\{([\s\S]*)\}\}$/, "$1")
+    .trim();
+  return text === SAME_REPOSITORY || text.startsWith(`${SAME_REPOSITORY} && `);
+}
+
+/** The events a workflow's `on:` names (a scalar, a list or a map). */
+function triggersOf(on: unknown): string[] {
+  if (isScalar(on)) return [String(on.value)];
+  if (isMap(on)) return on.items.flatMap((item) => (isScalar(item.key) ? [String(item.key.value)] : []));
+  if (isSeq(on)) return on.items.flatMap((item) => (isScalar(item) ? [String(item.value)] : []));
+  return [];
+}
 
 /**
  * Every way `text` (the workflow file `file`) breaks the project's rules, one line each with the
@@ -50,6 +136,33 @@ export function workflowProblems(file: string, text: string): string[] {
     }
   }
 
+  const triggers = isMap(root) ? triggersOf(root.get("on", true)) : [];
+  const privileged = triggers.filter((t) => PRIVILEGED_PR_TRIGGERS.includes(t));
+  const forPullRequests = triggers.some((t) => PR_TRIGGERS.includes(t));
+  const workflowSecrets = isMap(root) ? secretsIn(root.get("env", true)) : [];
+  const jobs: unknown = isMap(root) ? root.get("jobs", true) : undefined;
+  for (const item of isMap(jobs) ? jobs.items : []) {
+    if (!isScalar(item.key) || !isMap(item.value)) continue;
+    const name = String(item.key.value);
+    const line = at(item.key.range?.[0]);
+    const secrets = [...new Set([...workflowSecrets, ...secretsIn(item.value)])].sort();
+    const environment = environmentOf(item.value);
+    if (secrets.length && (environment === undefined || !PROTECTED_ENVIRONMENTS.includes(environment))) {
+      problems.push({
+        line,
+        text:
+          `job ${name} reads ${secrets.join(", ")} outside a protected environment; ` +
+          `expected environment: ${PROTECTED_ENVIRONMENTS.join(" or ")} (required reviewers), the only place its secrets live`,
+      });
+    }
+    if (forPullRequests && (secrets.length || environment !== undefined) && !sameRepositoryOnly(item.value.get("if", true))) {
+      problems.push({
+        line,
+        text: `job ${name} has ${secrets.length ? "secrets" : `environment ${environment}`} and runs for pull requests from forks too; expected if: ${SAME_REPOSITORY}`,
+      });
+    }
+  }
+
   visit(doc, {
     Pair(_, pair) {
       if (!isPair(pair) || !isScalar(pair.key) || !isScalar(pair.value)) return;
@@ -66,6 +179,17 @@ export function workflowProblems(file: string, text: string): string[] {
       const secret = key === "run" ? SECRET_IN_EXPRESSION.exec(value) : null;
       if (secret) {
         problems.push({ line, text: `run: interpolates secrets.${secret[1]} into the script; pass it through env: instead` });
+      }
+      // A privileged trigger runs the base branch's workflow with secrets and a write token: the
+      // pull request's code must never run there (checked out by ref, or fetched by a script).
+      const prCode = privileged.length && (key === "ref" || key === "run") ? PR_CODE.exec(value) : null;
+      if (prCode) {
+        problems.push({
+          line,
+          text:
+            `${String(key)}: gets the pull request's code (${prCode[0]}) in a workflow triggered by ${privileged.join(", ")}, ` +
+            "which runs with the repository's secrets and a write token; build pull requests on pull_request",
+        });
       }
     },
   });
