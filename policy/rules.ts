@@ -73,6 +73,7 @@ export function pinnedImageProblem(image: string, allowVersionTags = true): stri
     ? "expected repository@sha256:<digest>, or an exact version tag where a digest is impossible"
     : "expected repository@sha256:<digest>";
   if (!ref) return `image "${image}" is not a valid image reference; ${expected}`;
+  // parseImage (config/formats.ts) takes only sha256 digests: a digest here is a pin every target deploys.
   if (ref.digest) return undefined;
   if (!ref.tag) return `image "${image}" has no tag or digest; ${expected}`;
   if (ref.tag === "latest") return `image "${image}" uses the moving tag "latest"; ${expected}`;

@@ -55,11 +55,28 @@ export interface ImageReference {
   readonly digest?: string;
 }
 
-/** Parses an image reference (`[registry/]repo[:tag][@sha256:...]`) the way Docker does. */
+/**
+ * A content digest as this project pins images: `sha256:` and 64 lower-case hex digits (what
+ * registries report and Docker accepts; Docker refuses upper-case hex). The one copy of the
+ * pattern: everything that judges a digest calls `isDigest`, `parseImage` or `isPinnedByDigest`.
+ */
+export const SHA256_DIGEST = /^sha256:[a-f0-9]{64}$/;
+
+/** Whether `value` is a digest as `SHA256_DIGEST` describes it. */
+export function isDigest(value: string): boolean {
+  return SHA256_DIGEST.test(value);
+}
+
+/**
+ * Parses an image reference (`[registry/]repo[:tag][@sha256:...]`) the way Docker does. A digest
+ * other than `sha256:<64 lower-case hex digits>` makes the reference invalid (undefined), so every
+ * caller agrees on what "pinned by digest" means.
+ */
 export function parseImage(value: string): ImageReference | undefined {
   try {
     const ref = parseImageReference(value);
     if (!ref.repository) return undefined;
+    if (ref.digest && !isDigest(ref.digest)) return undefined;
     return {
       ...(ref.domain ? { domain: ref.domain } : {}),
       repository: ref.repository,
@@ -69,6 +86,11 @@ export function parseImage(value: string): ImageReference | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** Whether `value` is an image reference pinned by a sha256 digest (a tag beside it is allowed). */
+export function isPinnedByDigest(value: string): boolean {
+  return parseImage(value)?.digest !== undefined;
 }
 
 /** A repository without tag or digest (`[registry/]path`), as Docker parses it. */
@@ -108,6 +130,36 @@ export function undigestedImageProblem(value: string): string | undefined {
 export const SIZE = /^[0-9]+(\.[0-9]+)?[bkmg]?$/i;
 /** A Docker duration such as `30s`, `1m30s`, `500ms`. */
 export const DURATION = /^([0-9]+(\.[0-9]+)?(ns|us|ms|s|m|h))+$/;
+
+/** Bytes per unit of a Docker size: Docker's units are binary (`1k` is 1024 bytes). */
+export const SIZE_UNIT_BYTES: Readonly<Record<"b" | "k" | "m" | "g", number>> = { b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
+
+/**
+ * Bytes of a Docker size (`2g`, `512m`, `1.5g`, `1024`), rounded to a whole byte, or undefined
+ * when `size` is not one (see `SIZE`). The one parser of sizes: compose, containers and
+ * Kubernetes quantities all start from it.
+ */
+export function parseSize(size: string): number | undefined {
+  if (!SIZE.test(size)) return undefined;
+  const unit = size.slice(-1).toLowerCase();
+  const factor = SIZE_UNIT_BYTES[unit as keyof typeof SIZE_UNIT_BYTES];
+  const number = factor === undefined ? size : size.slice(0, -1);
+  return Math.round(Number(number) * (factor ?? 1));
+}
+
+const DURATION_PART = /([0-9]+(?:\.[0-9]+)?)(ns|us|ms|s|m|h)/g;
+const DURATION_UNIT_SECONDS: Readonly<Record<string, number>> = { ns: 1e-9, us: 1e-6, ms: 1e-3, s: 1, m: 60, h: 3600 };
+
+/**
+ * Seconds of a Docker duration (`1m30s` is 90, `500ms` is 0.5), or undefined when `duration` is
+ * not one (see `DURATION`). The one parser of durations.
+ */
+export function parseDuration(duration: string): number | undefined {
+  if (!DURATION.test(duration)) return undefined;
+  let total = 0;
+  for (const m of duration.matchAll(DURATION_PART)) total += Number(m[1]) * (DURATION_UNIT_SECONDS[m[2] ?? "s"] ?? 1);
+  return total;
+}
 /** A Debian package version (`27.5.1`, `5:27.5.1-1~ubuntu.22.04~jammy`, `1.17.8-1`). */
 export const DEBIAN_VERSION = /^([0-9]+:)?[0-9][A-Za-z0-9.+~-]*$/;
 /** A name usable as a host, service or image name and inside resource names: a DNS label. */

@@ -4,7 +4,7 @@
 // `pulumi preview` shows no diff; layer cache comes from and goes to the registry.
 import * as dockerbuild from "@pulumi/docker-build";
 import * as pulumi from "@pulumi/pulumi";
-import { isRepository, parseImage } from "../config/index.ts";
+import { isDigest, isRepository, parseImage } from "../config/index.ts";
 
 /** Where the image is pushed, and the credentials to push it with. */
 export interface GpuImageRegistry {
@@ -104,7 +104,6 @@ export const CACHE_TAG = "buildcache";
 export class GpuImageArgsError extends pulumi.RunError {}
 
 const TAG = /^[\w][\w.-]{0,127}$/;
-const DIGEST = /^sha256:[a-f0-9]{64}$/;
 
 /** Checks that `repository` is `[host[:port]/]path` with no tag or digest (Docker's grammar); returns it. */
 export function validateRepository(repository: string): string {
@@ -134,7 +133,7 @@ export function taggedRef(repository: string, tag: string): string {
 
 /** `repository@sha256:…`: the reference that pins exactly one pushed build. */
 export function digestRef(repository: string, digest: string): string {
-  if (!DIGEST.test(digest)) throw new Error(`"${digest}" is not a sha256 digest`);
+  if (!isDigest(digest)) throw new Error(`"${digest}" is not a sha256 digest`);
   return `${repository}@${digest}`;
 }
 

@@ -7,25 +7,30 @@
 // handler k3s configures in containerd when it finds the NVIDIA container toolkit; the toolkit's
 // CSV mode then mounts the L4T libraries and device nodes into GPU pods. The NVIDIA device plugin
 // is optional (`gpu: { mode: "device-plugin", image }`); the GPU operator does not support Jetson.
+//
+// Secrets: the registry login and each service's secret environment values go into Secrets whose
+// data is a Pulumi secret; workloads name them (`imagePullSecrets`, `valueFrom.secretKeyRef`) and
+// hold no value. Rendering to a directory writes no Secret: GitOps repositories get them apart.
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import type { DeploySpec, ServiceSpec } from "../config/schema.ts";
 import { StackConfigError } from "../config/load.ts";
 import { KubernetesService, pinnedService } from "./KubernetesService.ts";
+import { fleetManifests } from "./manifests.ts";
 import {
   DEFAULT_NAMESPACE,
   type FleetManifests,
   type GpuAccess,
   type Manifest,
-  type Workload,
   NVIDIA_RUNTIME_CLASS,
   PART_OF,
   PULL_SECRET_NAME,
   PULL_SECRET_TYPE,
-  fleetManifests,
+  type Workload,
   isGpuService,
-  pullSecretManifest,
-} from "./manifests.ts";
+} from "./model.ts";
+import { environmentSecretManifest, pullSecretManifest } from "./secrets.ts";
+import { KubernetesFleetArgsError } from "./validation.ts";
 
 export interface KubernetesFleetRegistry {
   /** Registry host[:port] the images come from. @example "registry.lab:5000" */
@@ -47,6 +52,19 @@ export interface KubernetesFleetArgs {
    * @example config.services
    */
   readonly services: readonly ServiceSpec[];
+  /**
+   * Environment keys whose values are secrets, by service name (as the other deploy modes take
+   * them; `secretEnvironmentOf` reads them from the stack file). Each such service gets a Secret
+   * holding those values (its data a Pulumi secret, encrypted in the state) and its containers
+   * read them with `valueFrom.secretKeyRef`: no value is in the workload, the state in clear or a
+   * rendered YAML directory. Applied, the Secret is named by Pulumi
+   * (`<name>-<service>-environment-<random>`), so a new value is a new Secret and the pods roll
+   * onto it. With `renderYamlToDirectory` it is not written: the workloads read
+   * `<service>-environment`, which you create in the cluster apart (see the README, "Kubernetes fleet").
+   * @default {}
+   * @example { inference: ["API_TOKEN"] }
+   */
+  readonly secretEnvironment?: Readonly<Record<string, readonly string[]>>;
   /**
    * Pinned references (`repository@sha256:…`) of the images services `build`, by image name.
    * @default {}
@@ -99,16 +117,16 @@ export interface KubernetesFleetArgs {
   readonly kubeconfig?: pulumi.Input<string>;
   /**
    * Render every object as YAML into this directory instead of applying it (for a GitOps
-   * repository). The pull secret is written there too, base64 and not encrypted: keep it out of
-   * git or use anonymous pulls.
+   * repository); not with `kubeconfig`. No secret is written there: neither the registry pull
+   * secret (`registry-credentials`) nor the services' environment Secrets
+   * (`<service>-environment`) are rendered, and the workloads refer to them by name; create them
+   * in the cluster apart, with your secret tooling (Sealed Secrets, SOPS, External Secrets, or
+   * `kubectl create secret`). The registry password is not needed then.
    * @default none (apply to the cluster)
    * @example "gitops/jetson-fleet"
    */
   readonly renderYamlToDirectory?: string;
 }
-
-/** Errors a user fixes in the fleet's arguments. */
-export class KubernetesFleetArgsError extends pulumi.RunError {}
 
 function plainImages(images: Readonly<Record<string, pulumi.Input<string>>>): Record<string, string> | undefined {
   const out: Record<string, string> = {};
@@ -134,7 +152,13 @@ export class KubernetesFleet extends pulumi.ComponentResource {
     const namespace = args.namespace ?? DEFAULT_NAMESPACE;
     const source = { project: pulumi.getProject(), stack: pulumi.getStack() };
     const registry = args.registry;
-    if (registry?.username !== undefined && registry.password === undefined) {
+    const rendering = args.renderYamlToDirectory !== undefined;
+    if (args.kubeconfig !== undefined && rendering) {
+      throw new KubernetesFleetArgsError([
+        "kubeconfig, renderYamlToDirectory: both are set; expected one of them: kubeconfig to apply to a cluster, or renderYamlToDirectory to write YAML for a GitOps repository (it needs no cluster)",
+      ]);
+    }
+    if (registry?.username !== undefined && registry.password === undefined && !rendering) {
       throw new StackConfigError(source, [
         { path: "registry.password", message: "is missing; expected the registry password (a Pulumi secret) with registry.username" },
       ]);
@@ -144,6 +168,7 @@ export class KubernetesFleet extends pulumi.ComponentResource {
         services: args.services,
         images,
         namespace,
+        ...(args.secretEnvironment ? { secretEnvironment: args.secretEnvironment } : {}),
         ...(args.rollout ? { rollout: args.rollout } : {}),
         ...(registry ? { registry: { server: registry.server, ...(registry.username ? { username: registry.username } : {}) } } : {}),
         ...(args.nodeSelector ? { nodeSelector: args.nodeSelector } : {}),
@@ -165,13 +190,14 @@ export class KubernetesFleet extends pulumi.ComponentResource {
     const gpuMode = args.gpu?.mode ?? "runtime-class";
     const shape = {
       runtimeClass: (args.runtimeClass ?? true) && (gpuMode === "device-plugin" || args.services.some(isGpuService)),
-      pullSecret: registry?.username !== undefined,
+      // Secrets hold values: never rendered into a directory (see renderYamlToDirectory).
+      pullSecret: registry?.username !== undefined && !rendering,
       devicePlugin: gpuMode === "device-plugin",
     };
 
     // Rendering to a directory needs no cluster, so no kubeconfig either.
     this.provider =
-      args.kubeconfig !== undefined || args.renderYamlToDirectory !== undefined
+      args.kubeconfig !== undefined || rendering
         ? new k8s.Provider(
             `${name}-provider`,
             {
@@ -229,11 +255,15 @@ export class KubernetesFleet extends pulumi.ComponentResource {
         if (!s) throw new Error(`fleetManifests rendered no objects for service "${spec.name}"`);
         return s;
       });
+      const secretKeys = args.secretEnvironment?.[spec.name] ?? [];
+      const secret = rendering ? undefined : environmentSecretManifest(namespace, spec, secretKeys);
       services[spec.name] = new KubernetesService(
         `${name}-${spec.name}`,
         {
           host: namespace,
           service: rendered.apply((s) => pinnedService(spec, s.image)),
+          ...(secretKeys.length ? { secretEnvironment: secretKeys } : {}),
+          ...(secret ? { environmentSecretManifest: pulumi.secret(secret) } : {}),
           ...(args.workloads?.[spec.name] ? { workload: args.workloads[spec.name] } : {}),
           workloadManifest: rendered.apply((s) => s.workload),
           disruptionBudgetManifest: rendered.apply((s) => s.disruptionBudget),

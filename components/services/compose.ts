@@ -5,7 +5,7 @@ import { posix } from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { stringify } from "yaml";
 import type { ServiceSpec } from "../config/index.ts";
-import { ServiceArgsError, digestPinned } from "./spec.ts";
+import { ServiceArgsError, digestPinned, serviceEnvironment } from "./spec.ts";
 
 /**
  * What a compose project name may be: lower-case letters, digits, `-` and `_`, starting with a
@@ -57,9 +57,9 @@ export function composeService(service: ServiceSpec, image: string): ComposeServ
   const out: ComposeService = { image };
   if (s.entrypoint) out["entrypoint"] = [...s.entrypoint];
   if (s.command) out["command"] = [...s.command];
-  const env = Object.entries(s.environment);
   // Compose wants strings: `true` or 8080 unquoted are rejected or reformatted by some versions.
-  if (env.length > 0) out["environment"] = Object.fromEntries(env.map(([k, v]) => [k, String(v)]));
+  const env = serviceEnvironment(s);
+  if (env.length > 0) out["environment"] = Object.fromEntries(env.map((e) => [e.name, e.value]));
   out["runtime"] = s.runtime;
   if (s.network === "host") out["network_mode"] = "host";
   else if (s.ports.length > 0) {

@@ -3,7 +3,7 @@
 import type * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import type { ServiceSpec } from "../config/index.ts";
-import { durationSeconds, healthTimeoutSeconds, parseDevice, sizeMegabytes } from "./spec.ts";
+import { durationSeconds, healthTimeoutSeconds, parseDevice, serviceEnvironment, sizeMegabytes } from "./spec.ts";
 
 // The Docker provider reads a container back in its own spellings; inputs written the same way
 // make a second `up` find nothing to change.
@@ -66,10 +66,10 @@ export interface ContainerArgsOptions {
  */
 export function containerArgs(service: ServiceSpec, options: ContainerArgsOptions): docker.ContainerArgs {
   const s = service;
-  const envs = Object.entries(s.environment)
-    .map(([k, v]) => `${k}=${String(v)}`)
-    .sort();
-  const secret = (options.secretEnvironment ?? []).some((k) => k in s.environment);
+  const environment = serviceEnvironment(s, options.secretEnvironment);
+  // Sorted as text, the order the provider reads `envs` back in.
+  const envs = environment.map((e) => `${e.name}=${e.value}`).sort();
+  const secret = environment.some((e) => e.secret);
   const args: docker.ContainerArgs = {
     name: options.name ?? s.name,
     image: options.image,

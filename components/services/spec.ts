@@ -1,12 +1,10 @@
 // Pure helpers shared by both deploy modes: the pinned form of a service (what the `Service`
 // component registers and the policy pack reads), image pinning, sizes and health timeouts.
 import type { ServiceSpec } from "../config/index.ts";
-import { DURATION, SIZE, parseImage } from "../config/index.ts";
+import { isDigest, parseDuration, parseImage, parseSize } from "../config/index.ts";
 
 /** A service after defaults, its `image` the digest-pinned reference it deploys (`repo@sha256:…`). */
 export type PinnedService = Omit<ServiceSpec, "image"> & { readonly image: string };
-
-const DIGEST = /^sha256:[a-f0-9]{64}$/;
 
 /** Errors a user fixes in the services' configuration or the component's arguments. */
 export class ServiceArgsError extends Error {
@@ -36,18 +34,15 @@ export function digestPinned(ref: string): string | undefined {
 
 /** `repo@digest` after checking the digest. */
 export function withDigest(ref: string, digest: string): string {
-  if (!DIGEST.test(digest)) throw new ServiceArgsError(`registry answered "${digest}" for ${ref}; expected a sha256 digest`);
+  if (!isDigest(digest)) throw new ServiceArgsError(`registry answered "${digest}" for ${ref}; expected a sha256 digest`);
   return `${repositoryOf(ref)}@${digest}`;
 }
 
-const UNIT_BYTES: Record<string, number> = { b: 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 };
-
-/** Bytes of a Docker size (`2g`, `512m`, `1024`). */
+/** Bytes of a Docker size (`2g`, `512m`, `1024`); parsed by `parseSize` (config/formats.ts). */
 export function sizeBytes(size: string): number {
-  if (!SIZE.test(size)) throw new ServiceArgsError(`"${size}" is not a size; expected e.g. 2g or 512m`);
-  const unit = size.slice(-1).toLowerCase();
-  const number = UNIT_BYTES[unit] ? size.slice(0, -1) : size;
-  return Math.round(Number(number) * (UNIT_BYTES[unit] ?? 1));
+  const bytes = parseSize(size);
+  if (bytes === undefined) throw new ServiceArgsError(`"${size}" is not a size; expected e.g. 2g or 512m`);
+  return bytes;
 }
 
 /** Whole megabytes of a size, as `@pulumi/docker` takes memory and shm sizes (rounded up). */
@@ -55,15 +50,34 @@ export function sizeMegabytes(size: string): number {
   return Math.ceil(sizeBytes(size) / 1024 ** 2);
 }
 
-const DURATION_PART = /([0-9]+(?:\.[0-9]+)?)(ns|us|ms|s|m|h)/g;
-const UNIT_SECONDS: Record<string, number> = { ns: 1e-9, us: 1e-6, ms: 1e-3, s: 1, m: 60, h: 3600 };
-
-/** Seconds of a Docker duration (`1m30s` → 90). */
+/** Seconds of a Docker duration (`1m30s` → 90); parsed by `parseDuration` (config/formats.ts). */
 export function durationSeconds(duration: string): number {
-  if (!DURATION.test(duration)) throw new ServiceArgsError(`"${duration}" is not a duration; expected e.g. 30s or 1m30s`);
-  let total = 0;
-  for (const m of duration.matchAll(DURATION_PART)) total += Number(m[1]) * (UNIT_SECONDS[m[2] ?? "s"] ?? 1);
-  return total;
+  const seconds = parseDuration(duration);
+  if (seconds === undefined) throw new ServiceArgsError(`"${duration}" is not a duration; expected e.g. 30s or 1m30s`);
+  return seconds;
+}
+
+/** One environment variable of a service, as every target writes it. */
+export interface EnvironmentVariable {
+  readonly name: string;
+  /** The value as text: compose and Kubernetes take strings only (`8080`, `true` become `"8080"`, `"true"`). */
+  readonly value: string;
+  /** Whether the value is a secret (its key is one of the service's secret keys). */
+  readonly secret: boolean;
+}
+
+/**
+ * A service's environment as every target renders it (the compose file, the containers mode's
+ * `envs`, the Kubernetes container's `env`): sorted by name, since Pulumi hands structured config
+ * back with sorted keys and input order is so not stable; values as text; each marked `secret`
+ * when its key is in `secretKeys` (keys the service does not set are ignored).
+ * @example serviceEnvironment(spec, ["API_TOKEN"]) // [{ name: "API_TOKEN", value: "…", secret: true }, { name: "MODE", value: "live", secret: false }]
+ */
+export function serviceEnvironment(spec: Pick<ServiceSpec, "environment">, secretKeys: readonly string[] = []): EnvironmentVariable[] {
+  const secret = new Set(secretKeys);
+  return Object.entries(spec.environment)
+    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+    .map(([name, value]) => ({ name, value: String(value), secret: secret.has(name) }));
 }
 
 /** Seconds a rollout waits, beyond the health check's own worst case, for pulls and restarts. */

@@ -2,20 +2,26 @@
 // built from k8s.io/kubernetes): every object is applied with server-side apply and so passes the
 // server's schema, defaulting, validation and admission; kubectl reads them back; a second up
 // changes nothing; an image not pinned by digest is refused before anything reaches the server.
+// A secret environment value reaches the pods only through a Secret (`secretKeyRef`): it is not in
+// the workload, not in `pulumi stack export` or the backend's files, not in a rendered directory.
 import assert from "node:assert/strict";
 import { readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { parseAllDocuments } from "yaml";
-import { ServiceSpec, fleetManifests, manifestList } from "../../components/index.ts";
+import { ServiceSpec, dockerConfigJson, fleetManifests, manifestList } from "../../components/index.ts";
 import { engineStack, type EngineStack } from "../support/engine.ts";
 import { startKubeApiServer, type KubeApiServer } from "../support/kubernetes.ts";
+import { secretHits, secretLeaks } from "../support/secrets.ts";
 
 const INFERENCE_REF = `registry.lab:5000/fleet/inference@sha256:${"4f".repeat(32)}`;
 const WEBUI_REF = `registry.lab:5000/fleet/webui:2.0@sha256:${"a1".repeat(32)}`;
 const PLUGIN_REF = `registry.lab:5000/nvidia/k8s-device-plugin:v0.17.1@sha256:${"9e".repeat(32)}`;
 const MEDIAMTX_REF = `registry.lab:5000/bluenviron/mediamtx:1.9.3@sha256:${"0c".repeat(32)}`;
 const REGISTRY_PASSWORD = "engine-pull-pass-5c81d2";
+/** A secret environment value of the inference service, stored encrypted at services[0].environment.API_TOKEN. */
+const API_TOKEN = "engine-api-token-0f4e9b";
+const SECRET_ENVIRONMENT = { inference: ["API_TOKEN"] };
 const NAMESPACE = "fleet-engine";
 
 const SERVICES = [
@@ -56,6 +62,16 @@ const SERVICES = [
   },
 ];
 
+/** The Secret the inference container reads API_TOKEN from. */
+function secretRefOf(ds: Obj): string {
+  const env = (ds.spec.template.spec.containers[0]?.["env"] ?? []) as { name: string; value?: string; valueFrom?: unknown }[];
+  const token = env.find((e) => e.name === "API_TOKEN");
+  assert.equal(token?.value, undefined, "API_TOKEN is a plain value in the workload");
+  const ref = (token?.valueFrom as { secretKeyRef?: { name: string; key: string } } | undefined)?.secretKeyRef;
+  assert.equal(ref?.key, "API_TOKEN", JSON.stringify(token));
+  return ref?.name ?? "";
+}
+
 interface Obj {
   metadata: { name: string; generation?: number; resourceVersion: string; managedFields?: { manager: string; operation: string }[] };
   spec: Record<string, unknown> & {
@@ -66,12 +82,28 @@ interface Obj {
 describe("Kubernetes fleet under the real engine against a real API server", () => {
   let kube: KubeApiServer;
   const stacks: EngineStack[] = [];
+  /** Everything the engine printed, for the secret search. */
+  let engineOutput = "";
+  async function up(env: EngineStack) {
+    const result = await env.stack.up({ color: "never" });
+    engineOutput += result.stdout + result.stderr;
+    return result;
+  }
+  /** Every secret of the fleet stack, and the forms the registry login takes in a pull secret. */
+  const fleetSecrets = (more: Record<string, string> = {}) => ({
+    "the kubeconfig": kube.kubeconfig,
+    "the registry password": REGISTRY_PASSWORD,
+    "the pull secret's .dockerconfigjson": dockerConfigJson("registry.lab:5000", "fleet", REGISTRY_PASSWORD),
+    "services[0].environment.API_TOKEN": API_TOKEN,
+    ...more,
+  });
 
   async function fleetStack(
     stack: string,
     namespace: string,
     services: unknown[],
     extra: Record<string, unknown> = {},
+    secrets: Record<string, string> = { "services[0].environment.API_TOKEN": API_TOKEN },
   ): Promise<EngineStack> {
     const env = await engineStack({
       program: "test/engine/programs/kubernetes-fleet",
@@ -79,6 +111,7 @@ describe("Kubernetes fleet under the real engine against a real API server", () 
       config: {
         ...extra,
         services,
+        secretEnvironment: SECRET_ENVIRONMENT,
         images: { inference: INFERENCE_REF },
         namespace,
         rollout: { maxUnavailable: "25%" },
@@ -87,7 +120,7 @@ describe("Kubernetes fleet under the real engine against a real API server", () 
         workloads: { webui: { kind: "Deployment", replicas: 2 } },
         gpu: { mode: "device-plugin", image: PLUGIN_REF },
       },
-      secrets: { kubeconfig: kube.kubeconfig, registryPassword: REGISTRY_PASSWORD },
+      secrets: { kubeconfig: kube.kubeconfig, registryPassword: REGISTRY_PASSWORD, ...secrets },
     });
     stacks.push(env);
     return env;
@@ -113,7 +146,7 @@ describe("Kubernetes fleet under the real engine against a real API server", () 
   it("up applies every object and the API server accepts it; kubectl reads them back", async () => {
     const env = await fleetStack("fleet", NAMESPACE, SERVICES);
     const start = performance.now();
-    const result = await env.stack.up({ color: "never" });
+    const result = await up(env);
     console.log(`fleet up: ${((performance.now() - start) / 1000).toFixed(1)} s`);
     assert.equal(result.outputs["namespace"]?.value, NAMESPACE);
     assert.deepEqual(result.outputs["images"]?.value, { inference: INFERENCE_REF, mediamtx: MEDIAMTX_REF, webui: WEBUI_REF });
@@ -210,9 +243,23 @@ describe("Kubernetes fleet under the real engine against a real API server", () 
         auth: Buffer.from(`fleet:${REGISTRY_PASSWORD}`).toString("base64"),
       },
     });
-    // The password is a secret in the stack's state.
-    const state = JSON.stringify(await env.stack.exportStack());
-    assert.equal(state.includes(REGISTRY_PASSWORD), false, "the registry password is in the state in clear text");
+    // The secret environment value: from the service's Secret, never a value in the workload.
+    const tokenRef = secretRefOf(ds);
+    assert.match(tokenRef, /^fleet-inference-environment-[a-z0-9]+$/, "the Secret is named by Pulumi");
+    const env0 = c["env"] as { name: string; value?: string; valueFrom?: unknown }[];
+    assert.deepEqual(
+      env0.filter((e) => e.name !== "API_TOKEN"),
+      [
+        { name: "NVIDIA_DRIVER_CAPABILITIES", value: "compute,utility,video" },
+        { name: "NVIDIA_VISIBLE_DEVICES", value: "all" },
+      ],
+    );
+    assert.deepEqual(secretHits({ API_TOKEN }, { "the DaemonSet": JSON.stringify(ds) }), []);
+    const envSecret = await kube.get<{ type: string; data: Record<string, string> }>("-n", NAMESPACE, "secret", tokenRef);
+    assert.equal(envSecret.type, "Opaque");
+    assert.deepEqual(envSecret.data, { API_TOKEN: Buffer.from(API_TOKEN).toString("base64") });
+    // No secret is in the state as `pulumi stack export` prints it, the backend's files or the engine's output, in any form.
+    assert.deepEqual(await secretLeaks(fleetSecrets(), { env, stack: "fleet", engineOutput }), []);
 
     before1 = Object.fromEntries(
       await Promise.all(
@@ -224,6 +271,7 @@ describe("Kubernetes fleet under the real engine against a real API server", () 
           "pdb/inference",
           "pdb/webui",
           "secret/registry-credentials",
+          `secret/${tokenRef}`,
         ].map(async (o) => [o, (await kube.get<Obj>("-n", NAMESPACE, o)).metadata.resourceVersion] as const),
       ),
     );
@@ -234,13 +282,35 @@ describe("Kubernetes fleet under the real engine against a real API server", () 
     const env = stacks[0];
     assert.ok(env);
     const start = performance.now();
-    const result = await env.stack.up({ color: "never" });
+    const result = await up(env);
     console.log(`no-op fleet up: ${((performance.now() - start) / 1000).toFixed(1)} s`);
     const changes = result.summary.resourceChanges ?? {};
     assert.deepEqual(Object.keys(changes), ["same"], JSON.stringify(changes));
     for (const [o, version] of Object.entries(before1)) {
       assert.equal((await kube.get<Obj>("-n", NAMESPACE, o)).metadata.resourceVersion, version, `${o} was written again`);
     }
+  });
+
+  it("a new secret value is a new Secret the workload rolls onto; the old one goes; the value stays out of the state", async () => {
+    const env = stacks[0];
+    assert.ok(env && before1, "the first up ran");
+    const rotated = "engine-api-token-rotated-61c2";
+    const old = secretRefOf(await kube.get<Obj>("-n", NAMESPACE, "daemonset", "inference"));
+    const generation = (await kube.get<Obj>("-n", NAMESPACE, "daemonset", "inference")).metadata.generation ?? 0;
+    await env.stack.setConfig("kubernetes-fleet:services[0].environment.API_TOKEN", { value: rotated, secret: true }, true);
+    await up(env);
+    const ds = await kube.get<Obj>("-n", NAMESPACE, "daemonset", "inference");
+    const now = secretRefOf(ds);
+    assert.notEqual(now, old, "the workload reads a new Secret");
+    assert.ok((ds.metadata.generation ?? 0) > generation, "the DaemonSet's pod template changed (pods roll)");
+    const secret = await kube.get<{ data: Record<string, string> }>("-n", NAMESPACE, "secret", now);
+    assert.deepEqual(secret.data, { API_TOKEN: Buffer.from(rotated).toString("base64") });
+    await assert.rejects(kube.kubectl("get", "-n", NAMESPACE, "secret", old), /NotFound|not found/);
+    // Nothing else was written.
+    for (const o of ["daemonset/mediamtx", "daemonset/nvidia-device-plugin", "deployment/webui", "secret/registry-credentials"]) {
+      assert.equal((await kube.get<Obj>("-n", NAMESPACE, o)).metadata.resourceVersion, before1[o], `${o} was written again`);
+    }
+    assert.deepEqual(await secretLeaks(fleetSecrets({ "the rotated API_TOKEN": rotated }), { env, stack: "fleet", engineOutput }), []);
   });
 
   it("the server's validation is live: it refuses an object our manifests would never produce", async () => {
@@ -269,17 +339,25 @@ describe("Kubernetes fleet under the real engine against a real API server", () 
     await assert.rejects(kube.kubectl("get", "-n", NAMESPACE, "daemonset", "invalid"), /NotFound|not found/);
   });
 
-  it("renders the same objects to a directory for GitOps, sending nothing to the server", async () => {
+  it("renders the same objects to a directory for GitOps, no Secret and no secret value in it, sending nothing to the server", async () => {
     const out = join(kube.dir, "gitops");
     const env = await fleetStack("gitops", "fleet-gitops", SERVICES, { renderYamlToDirectory: out });
-    await env.stack.up({ color: "never" });
+    await up(env);
     const files = (readdirSync(out, { recursive: true }) as string[]).filter((f) => f.endsWith(".yaml"));
     const objects = files.flatMap((f) =>
       parseAllDocuments(readFileSync(join(out, f), "utf8")).map((d) => d.toJS() as { kind: string; metadata: { name: string } }),
     );
+    // Secrets are applied apart (the README, "Kubernetes fleet"): none is written, neither is any value.
+    assert.deepEqual(
+      objects.filter((o) => o.kind === "Secret").map((o) => o.metadata.name),
+      [],
+    );
+    assert.deepEqual(await secretLeaks(fleetSecrets(), { env, stack: "gitops", engineOutput, renderedDirs: [out] }), []);
+    const withToken = SERVICES.map((s, i) => (i === 0 ? { ...s, environment: { ...s.environment, API_TOKEN } } : s));
     const expected = manifestList(
       fleetManifests({
-        services: SERVICES.map((s) => ServiceSpec.parse(s)),
+        services: withToken.map((s) => ServiceSpec.parse(s)),
+        secretEnvironment: SECRET_ENVIRONMENT,
         images: { inference: INFERENCE_REF },
         namespace: "fleet-gitops",
         rollout: { maxUnavailable: "25%" },
@@ -288,7 +366,6 @@ describe("Kubernetes fleet under the real engine against a real API server", () 
         gpu: { mode: "device-plugin", image: PLUGIN_REF },
         source: { project: "kubernetes-fleet", stack: "gitops" },
       }),
-      { server: "registry.lab:5000", username: "fleet", password: REGISTRY_PASSWORD },
     );
     const key = (o: { kind: string; metadata: { name: string } }) => `${o.kind}/${o.metadata.name}`;
     assert.deepEqual(objects.map(key).sort(), expected.map(key).sort());
@@ -302,7 +379,7 @@ describe("Kubernetes fleet under the real engine against a real API server", () 
   });
 
   it("an image not pinned by digest is refused by our validation before anything is sent", async () => {
-    const env = await fleetStack("invalid", "fleet-invalid", [{ name: "webui", image: "registry.lab:5000/fleet/webui:2.0" }]);
+    const env = await fleetStack("invalid", "fleet-invalid", [{ name: "webui", image: "registry.lab:5000/fleet/webui:2.0" }], {}, {});
     let output = "";
     const err = await env.stack.up({ color: "never", onOutput: (o) => (output += o) }).then(
       () => assert.fail("up should fail"),

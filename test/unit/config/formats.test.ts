@@ -1,6 +1,16 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { addressProblem, hostKeyProblem, imageReferenceProblem, parseImage, unpinnedImageProblem } from "../../../components/index.ts";
+import {
+  addressProblem,
+  hostKeyProblem,
+  imageReferenceProblem,
+  isDigest,
+  isPinnedByDigest,
+  parseDuration,
+  parseImage,
+  parseSize,
+  unpinnedImageProblem,
+} from "../../../components/index.ts";
 import { hostKey } from "../../support/fixtures.ts";
 
 const DIGEST = `sha256:${"0123456789abcdef".repeat(4)}`;
@@ -40,6 +50,9 @@ describe("parseImage", () => {
     ["UPPER/case", undefined],
     ["repo:", undefined],
     ["repo@sha256:short", undefined],
+    // Docker refuses upper-case hex; this project pins sha256 only: neither is a reference here.
+    [`repo@${DIGEST.toUpperCase().replace("SHA256", "sha256")}`, undefined],
+    [`repo@sha512:${"0123456789abcdef".repeat(8)}`, undefined],
   ];
   for (const [ref, expected] of rows) it(ref, () => assert.deepEqual(parseImage(ref), expected));
   it("explains a malformed reference", () => assert.match(imageReferenceProblem("a b") ?? "", /is not a valid image reference/));
@@ -58,4 +71,48 @@ describe("unpinnedImageProblem", () => {
       expected ? assert.match(unpinnedImageProblem(ref) ?? "", expected) : assert.equal(unpinnedImageProblem(ref), undefined),
     );
   }
+});
+
+describe("isDigest and isPinnedByDigest", () => {
+  const digests: [string, boolean][] = [
+    [DIGEST, true],
+    [DIGEST.toUpperCase().replace("SHA256", "sha256"), false],
+    [DIGEST.slice(0, -1), false],
+    [`${DIGEST}0`, false],
+    [DIGEST.slice("sha256:".length), false],
+  ];
+  for (const [d, ok] of digests) it(`isDigest(${d.slice(0, 14)}…${d.length}) is ${ok}`, () => assert.equal(isDigest(d), ok));
+  const refs: [string, boolean][] = [
+    [`nginx@${DIGEST}`, true],
+    [`nginx:1.27@${DIGEST}`, true],
+    ["nginx:1.27", false],
+    ["nginx", false],
+    ["not a reference", false],
+  ];
+  for (const [ref, ok] of refs) it(`isPinnedByDigest(${ref.slice(0, 24)}) is ${ok}`, () => assert.equal(isPinnedByDigest(ref), ok));
+});
+
+describe("parseSize and parseDuration", () => {
+  const sizes: [string, number | undefined][] = [
+    ["2g", 2 * 1024 ** 3],
+    ["512M", 512 * 1024 ** 2],
+    ["1.5k", 1536],
+    ["0.5b", 1],
+    ["1024", 1024],
+    ["2 g", undefined],
+    ["g", undefined],
+    ["-1m", undefined],
+  ];
+  for (const [size, bytes] of sizes) it(`parseSize(${JSON.stringify(size)}) = ${bytes}`, () => assert.equal(parseSize(size), bytes));
+  const durations: [string, number | undefined][] = [
+    ["10s", 10],
+    ["1h1m1s", 3661],
+    ["1.5m", 90],
+    ["100ms", 0.1],
+    ["10", undefined],
+    ["10S", undefined],
+    ["s", undefined],
+  ];
+  for (const [d, seconds] of durations)
+    it(`parseDuration(${JSON.stringify(d)}) = ${seconds}`, () => assert.equal(parseDuration(d), seconds));
 });

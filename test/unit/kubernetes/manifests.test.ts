@@ -12,6 +12,7 @@ import {
   cpuQuantity,
   digestProblem,
   dockerConfigJson,
+  environmentSecretManifest,
   probeSeconds,
   fleetManifests,
   manifestList,
@@ -95,10 +96,14 @@ describe("conversions", () => {
     ["2g", "2Gi"],
     ["512m", "512Mi"],
     ["100k", "100Ki"],
-    ["1024", "1024"],
+    ["1024", "1Ki"],
+    ["1000", "1000"],
     ["10b", "10"],
-    ["1.5g", "1610612736"],
+    ["1.5g", "1536Mi"],
+    ["1.5k", "1536"],
     ["2G", "2Gi"],
+    ["2048m", "2Gi"],
+    ["0", "0"],
   ];
   for (const [input, expected] of sizes) it(`quantity(${input}) = ${expected}`, () => assert.equal(quantity(input), expected));
 
@@ -327,15 +332,6 @@ describe("fleetManifests", () => {
         'Pulumi.prod.yaml: jetson-fleet:services[1].securityOpt[0]: "label=disable" has no Kubernetes equivalent; expected no-new-privileges[:true|false], seccomp=unconfined or apparmor=unconfined',
       ],
     ],
-    [
-      "a device plugin image by tag, a workload for an unknown service",
-      [WEBUI],
-      { gpu: { mode: "device-plugin", image: "nvcr.io/nvidia/k8s-device-plugin:v0.17.1" }, workloads: { webiu: { kind: "DaemonSet" } } },
-      [
-        'Pulumi.prod.yaml: jetson-fleet:deploy.workloads.webiu: service "webiu" is not defined; expected one of: webui',
-        'Pulumi.prod.yaml: jetson-fleet:deploy.gpu.image: "nvcr.io/nvidia/k8s-device-plugin:v0.17.1" is not pinned by digest; the kubernetes target deploys images by digest only: expected repository[:tag]@sha256:<64 hex digits>',
-      ],
-    ],
   ];
   for (const [what, services, extra, lines] of errors) {
     it(`rejects ${what}`, () => {
@@ -345,6 +341,73 @@ describe("fleetManifests", () => {
       });
     });
   }
+});
+
+describe("fleetManifests: arguments no stack config key sets", () => {
+  const argErrors: [string, Partial<FleetManifestOptions>, string[]][] = [
+    [
+      "a device plugin image by tag, a workload for an unknown service",
+      { gpu: { mode: "device-plugin", image: "nvcr.io/nvidia/k8s-device-plugin:v0.17.1" }, workloads: { webiu: { kind: "DaemonSet" } } },
+      [
+        'workloads.webiu: service "webiu" is not defined; expected one of: webui',
+        'gpu.image: "nvcr.io/nvidia/k8s-device-plugin:v0.17.1" is not pinned by digest; the kubernetes target deploys images by digest only: expected repository[:tag]@sha256:<64 hex digits>',
+      ],
+    ],
+    [
+      "a Deployment without replicas",
+      { workloads: { webui: { kind: "Deployment", replicas: 1.5 } } },
+      ["workloads.webui.replicas: got 1.5; expected a whole number of at least 1"],
+    ],
+  ];
+  for (const [what, extra, lines] of argErrors) {
+    it(`rejects ${what}, naming the argument (no deploy.* key exists for it)`, () => {
+      const n = lines.length;
+      assert.throws(() => fleetManifests(options([WEBUI], extra)), {
+        name: "KubernetesFleetArgsError",
+        message: `invalid KubernetesFleet arguments (${n === 1 ? "1 problem" : `${n} problems`}); nothing was changed:\n${lines.join("\n")}`,
+      });
+    });
+  }
+});
+
+describe("fleetManifests: secret environment values", () => {
+  const TOKEN = "manifest-secret-93ab";
+  const SECRET_SVC = { ...WEBUI, environment: { API_TOKEN: TOKEN, MODE: "live", PORT: 3000 } };
+
+  it("a secret key becomes secretKeyRef to the service's Secret; the value is nowhere in the objects or the YAML", () => {
+    const fleet = fleetManifests(options([SECRET_SVC], { secretEnvironment: { webui: ["API_TOKEN", "NOT_SET"] } }));
+    const svc = fleet.services[0];
+    const env = (svc?.workload.spec as { template: { spec: { containers: { env: unknown }[] } } }).template.spec.containers[0]?.env;
+    assert.deepEqual(env, [
+      { name: "API_TOKEN", valueFrom: { secretKeyRef: { name: "webui-environment", key: "API_TOKEN" } } },
+      { name: "MODE", value: "live" },
+      { name: "PORT", value: "3000" },
+    ]);
+    assert.deepEqual(svc?.environmentSecret, { name: "webui-environment", keys: ["API_TOKEN"] });
+    assert.equal(JSON.stringify(fleet).includes(TOKEN), false);
+    assert.equal(renderYaml(fleet).includes(TOKEN), false);
+  });
+
+  it("without secret keys the values stay plain and there is no Secret", () => {
+    const fleet = fleetManifests(options([SECRET_SVC]));
+    assert.equal(fleet.services[0]?.environmentSecret, undefined);
+    assert.equal(environmentSecretManifest("jetson-fleet", ServiceSpec.parse(SECRET_SVC)), undefined);
+  });
+
+  it("the Secret holds exactly the secret values, base64", () => {
+    const secret = environmentSecretManifest("vision", ServiceSpec.parse(SECRET_SVC), ["API_TOKEN", "NOT_SET"]);
+    assert.deepEqual(secret, {
+      apiVersion: "v1",
+      kind: "Secret",
+      metadata: {
+        name: "webui-environment",
+        namespace: "vision",
+        labels: { "app.kubernetes.io/name": "webui", "app.kubernetes.io/part-of": "jetson-fleet" },
+      },
+      type: "Opaque",
+      data: { API_TOKEN: Buffer.from(TOKEN).toString("base64") },
+    });
+  });
 });
 
 describe("rendered YAML", () => {

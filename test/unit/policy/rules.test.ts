@@ -114,6 +114,23 @@ const rows: Row[] = [
     { allowVersionTags: false },
   ],
   [
+    // The digest pattern lives in config/formats.ts: the policy agrees with every target on it.
+    "a digest in upper-case hex (Docker refuses it)",
+    imagesPinned,
+    daemonSet({ image: `registry.lab:5000/fleet/inference@${DIGEST.toUpperCase().replace("SHA256", "sha256")}` }),
+    [
+      `container "inference" of DaemonSet "inference": image "registry.lab:5000/fleet/inference@${DIGEST.toUpperCase().replace("SHA256", "sha256")}" is not a valid image reference; ${EXPECTED}`,
+    ],
+  ],
+  [
+    "a sha512 digest (the targets deploy sha256 only)",
+    imagesPinned,
+    daemonSet({ image: `fleet/inference@sha512:${"0123456789abcdef".repeat(8)}` }),
+    [
+      `container "inference" of DaemonSet "inference": image "fleet/inference@sha512:${"0123456789abcdef".repeat(8)}" is not a valid image reference; ${EXPECTED}`,
+    ],
+  ],
+  [
     "k8s container on latest",
     imagesPinned,
     daemonSet({ image: "fleet/inference:latest" }),

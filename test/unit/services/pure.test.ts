@@ -20,6 +20,7 @@ import {
   repositoryOf,
   rolloutBatches,
   secretEnvironmentOf,
+  serviceEnvironment,
   sizeBytes,
   sizeMegabytes,
   startOrder,
@@ -45,6 +46,17 @@ describe("services: pure helpers", () => {
     ];
     for (const [d, s] of durations) assert.equal(durationSeconds(d), s, d);
     assert.throws(() => sizeBytes("2 GB"), { message: '"2 GB" is not a size; expected e.g. 2g or 512m' });
+  });
+
+  it("renders a service's environment once: sorted by name, values as text, secret keys marked", () => {
+    const spec = ServiceSpec.parse({ name: "web", image: "web:1", environment: { b: 1, A: true, A1: "x", TOKEN: "t" } });
+    assert.deepEqual(serviceEnvironment(spec, ["TOKEN", "MISSING"]), [
+      { name: "A", value: "true", secret: false },
+      { name: "A1", value: "x", secret: false },
+      { name: "TOKEN", value: "t", secret: true },
+      { name: "b", value: "1", secret: false },
+    ]);
+    assert.deepEqual(serviceEnvironment(ServiceSpec.parse({ name: "web", image: "web:1" })), []);
   });
 
   it("spells durations and CPUs as the Docker provider reads them back", () => {

@@ -7,6 +7,8 @@ const config = new pulumi.Config();
 const fleet = new KubernetesFleet("fleet", {
   services: config.requireObject<unknown[]>("services").map((s) => ServiceSpec.parse(s)),
   images: config.getObject<Record<string, string>>("images") ?? {},
+  // Which environment keys are secrets, by service (the program derives it from the stack file's secure paths).
+  secretEnvironment: config.getObject<Record<string, string[]>>("secretEnvironment") ?? {},
   namespace: config.require("namespace"),
   rollout: config.requireObject<{ maxUnavailable: number | string }>("rollout"),
   registry: {

@@ -1,0 +1,16 @@
+// What rendering one fleet shares between its parts (internal: not exported from the barrel).
+import type { ConfigProblem } from "../config/load.ts";
+import type { DeploySpec } from "../config/schema.ts";
+import type { GpuAccess } from "./model.ts";
+
+export interface RenderContext {
+  /** Problems found so far, as config key paths and messages; nothing is rendered while any exist. */
+  readonly problems: ConfigProblem[];
+  readonly namespace: string;
+  readonly rollout: DeploySpec["rollout"];
+  readonly nodeSelector: Readonly<Record<string, string>>;
+  readonly gpu: GpuAccess;
+  readonly pullSecrets: { name: string }[];
+  readonly awaitRollout: boolean;
+  readonly secretEnvironment: Readonly<Record<string, readonly string[]>>;
+}
