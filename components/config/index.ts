@@ -1,3 +1,4 @@
 export * from "./formats.ts";
+export * from "./docker.ts";
 export * from "./schema.ts";
 export * from "./load.ts";

@@ -1,7 +1,11 @@
 // The whole stack configuration as zod schemas: one source of truth for the program, for other
 // repos that import the library, and for the docs. Every object is strict so a typo is an error,
-// not a silently ignored key. Cross-field rules (unique names, port claims, references between
-// sections, production pinning) live in `refineStackConfig` below.
+// not a silently ignored key. Rules no single field can check are in `refinements.ts`, what the
+// Docker daemon accepts in `docker.ts`: together they refuse up front what `docker compose` or the
+// daemon would refuse only when the deploy runs (mount points twice, dependency cycles, log options
+// a driver does not know, a host port claimed twice, unknown ulimits and capabilities, malformed
+// security options).
+import { isIP } from "node:net";
 import { z } from "zod";
 import {
   DEBIAN_VERSION,
@@ -12,10 +16,21 @@ import {
   hostKeyProblem,
   imageReferenceProblem,
   isRepository,
+  parseDuration,
+  parseSize,
   privateKeyProblem,
-  undigestedImageProblem,
-  unpinnedImageProblem,
 } from "./formats.ts";
+import {
+  CAPABILITIES,
+  ULIMIT_NAMES,
+  containerPath,
+  didYouMean,
+  healthTestProblem,
+  logOptionProblems,
+  securityOptProblem,
+  ROTATING_LOG_DRIVERS,
+} from "./docker.ts";
+import { checked, refineService, refineStackConfig, refuse, refuseRepeats } from "./refinements.ts";
 
 /** Log rotation every service gets unless it says otherwise (the users' 10m × 3). */
 export const DEFAULT_LOG_OPTIONS = { "max-size": "10m", "max-file": "3" } as const;
@@ -25,16 +40,8 @@ export const DEFAULT_RESTART = "unless-stopped";
 export const DEFAULT_SECURITY_OPT = ["no-new-privileges:true"] as const;
 /** `daemon.json` settings the host gets unless the stack says otherwise. */
 export const DEFAULT_DAEMON_JSON = { "log-driver": "json-file", "log-opts": DEFAULT_LOG_OPTIONS } as const;
-/** `daemon.json` keys the host component owns; stacks set them through `runtime` fields instead. */
-export const MANAGED_DAEMON_KEYS = ["runtimes", "default-runtime"] as const;
-
-function checked(problem: (value: string) => string | undefined) {
-  return (value: string, ctx: z.RefinementCtx) => {
-    const message = problem(value);
-    if (message) ctx.addIssue({ code: "custom", message });
-  };
-}
-
+/** The smallest memory limit the Docker daemon accepts (6 MiB). */
+export const MIN_MEMORY_BYTES = 6 * 1024 ** 2;
 const name = (what: string) =>
   z.string().regex(DNS_LABEL, {
     error: (iss) =>
@@ -53,6 +60,15 @@ const size = (example: string) =>
 const duration = z
   .string()
   .regex(DURATION, { error: (iss) => `${JSON.stringify(iss.input)} is not a duration; expected e.g. 30s, 1m30s or 500ms` });
+/** A health check duration: the daemon refuses one below 1ms (`zeroAllowed`: 0 means "none"). */
+const healthDuration = (zeroAllowed: boolean) =>
+  duration.superRefine(
+    checked((v) => {
+      const seconds = parseDuration(v);
+      if (seconds === undefined || seconds >= 0.001 || (zeroAllowed && seconds === 0)) return undefined;
+      return `"${v}" is shorter than 1ms; expected at least 1ms${zeroAllowed ? " (or 0s for none)" : ""}, e.g. 10s`;
+    }),
+  );
 const imageRef = z.string().superRefine(checked(imageReferenceProblem));
 const stringMap = z.record(z.string(), z.string());
 
@@ -128,7 +144,11 @@ export const RuntimeSpec = z.strictObject({
     .optional(),
   /** Make nvidia Docker's default runtime (GPU access during `docker build`). @default true */
   nvidiaDefaultRuntime: z.boolean().default(true),
-  /** Extra apt source lines (deb822 one-liners) for the Docker and NVIDIA packages. @default [] */
+  /**
+   * Extra apt source lines (deb822 one-liners) for the Docker and NVIDIA packages, written to
+   * /etc/apt/sources.list.d/jetson-fleet.list; that file follows this list (removed when it is empty).
+   * @default []
+   */
   aptSources: z
     .array(
       z.string().regex(/^deb (\[[^\]]*\] )?\S+ \S+( \S+)*$/, {
@@ -138,7 +158,9 @@ export const RuntimeSpec = z.strictObject({
     )
     .default([]),
   /**
-   * Settings merged into /etc/docker/daemon.json; keys the host already has survive.
+   * Settings merged into /etc/docker/daemon.json; keys the host already has survive. A setting
+   * removed from here is removed from the host, or given back the host's own value it had
+   * overridden (recorded in /var/lib/jetson-fleet/daemon-json.managed.json).
    * @default { "log-driver": "json-file", "log-opts": { "max-size": "10m", "max-file": "3" } }
    */
   daemonJson: z.record(z.string(), z.json()).default({ ...DEFAULT_DAEMON_JSON }),
@@ -176,7 +198,15 @@ export const ImageSpec = z.strictObject({
   /** Build arguments (not secrets: they end up in the image history). @default {} */
   buildArgs: stringMap.default({}),
   /** Base images by build argument name; production pins them by digest. @example { "RUNTIME_BASE": "nvcr.io/nvidia/l4t-tensorrt:r10.3.0-runtime@sha256:..." } */
-  baseImages: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), imageRef).default({}),
+  baseImages: z
+    .record(
+      z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, {
+        error: (iss) =>
+          `${JSON.stringify(iss.input)} is not a build argument name; expected letters, digits and "_", not starting with a digit`,
+      }),
+      imageRef,
+    )
+    .default({}),
   /** Repository to push to, without tag. @default "<registry.server>/<name>" */
   repository: z
     .string()
@@ -198,26 +228,59 @@ const portMapping = z.strictObject({
   published: port.optional(),
   /** Transport protocol; RTSP over UDP or WebRTC ICE needs `udp`. @default "tcp" */
   protocol: z.enum(["tcp", "udp"]).default("tcp"),
-  /** Host address to bind. @default "0.0.0.0" */
-  hostIp: z.string().superRefine(checked(addressProblem)).optional(),
+  /** Host address to bind: an IP address of the host (Docker takes no names here). @default "0.0.0.0" */
+  hostIp: z
+    .string()
+    .superRefine(
+      checked((v) =>
+        isIP(v) !== 0
+          ? undefined
+          : `${JSON.stringify(v)} is not an IP address; expected the host address to bind, e.g. 127.0.0.1, 0.0.0.0 or ::`,
+      ),
+    )
+    .optional(),
 });
 
-const volume = z.strictObject({
-  /** `bind` mounts a host path, `volume` a named Docker volume, `tmpfs` memory that is gone on restart. @default "bind" */
-  type: z.enum(["bind", "volume", "tmpfs"]).default("bind"),
-  /**
-   * Host path (bind) or volume name (volume); left out for tmpfs.
-   * @default none (required for bind and volume)
-   * @example "/opt/models"
-   */
-  source: z.string().min(1).optional(),
-  /** Path inside the container. @example "/models" */
-  target: z
-    .string()
-    .regex(/^\//, { error: (iss) => `${JSON.stringify(iss.input)} is not an absolute path; expected a container path such as /models` }),
-  /** Mount read-only. @default false */
-  readOnly: z.boolean().default(false),
-});
+const volume = z
+  .strictObject({
+    /** `bind` mounts a host path, `volume` a named Docker volume, `tmpfs` memory that is gone on restart. @default "bind" */
+    type: z.enum(["bind", "volume", "tmpfs"]).default("bind"),
+    /**
+     * Host path (bind) or volume name (volume); left out for tmpfs.
+     * @default none (required for bind and volume)
+     * @example "/opt/models"
+     */
+    source: z.string().min(1).optional(),
+    /** Path inside the container. @example "/models" */
+    target: z
+      .string()
+      .regex(/^\//, { error: (iss) => `${JSON.stringify(iss.input)} is not an absolute path; expected a container path such as /models` }),
+    /** Mount read-only (bind and volume; a tmpfs is always writable). @default false */
+    readOnly: z.boolean().default(false),
+  })
+  .superRefine((v, ctx) => {
+    if (containerPath(v.target) === "/")
+      refuse(ctx, ["target"], `"${v.target}" is the container's root; expected a path below it, such as /models`);
+    if (v.type === "tmpfs") {
+      if (v.source !== undefined)
+        refuse(ctx, ["source"], 'a tmpfs mount has no source; expected source left out (or type "bind" or "volume")');
+      if (v.readOnly) refuse(ctx, ["readOnly"], "a tmpfs mount is always writable; expected readOnly left out (or a bind or volume mount)");
+    } else if (v.source === undefined) {
+      refuse(
+        ctx,
+        ["source"],
+        v.type === "bind"
+          ? "is missing; a bind mount needs the host path: expected an absolute path such as /opt/models"
+          : "is missing; a volume mount needs the volume's name: expected e.g. model-cache",
+      );
+    } else if (v.type === "volume" && !/^[a-zA-Z0-9][a-zA-Z0-9_.-]+$/.test(v.source)) {
+      refuse(
+        ctx,
+        ["source"],
+        `${JSON.stringify(v.source)} is not a volume name; expected at least two letters, digits, "_", "." or "-", starting with a letter or digit`,
+      );
+    }
+  });
 
 const healthcheck = z.strictObject({
   /**
@@ -225,21 +288,56 @@ const healthcheck = z.strictObject({
    * `/bin/sh -c`, `["NONE"]` turns off the image's check.
    * @example ["CMD", "curl", "-f", "http://localhost:8080/health"]
    */
-  test: z
-    .array(z.string())
-    .min(1)
-    .refine((t) => ["CMD", "CMD-SHELL", "NONE"].includes(t[0] ?? ""), {
-      error: 'expected the first element to be "CMD", "CMD-SHELL" or "NONE"',
-    }),
+  test: z.array(z.string()).superRefine((t, ctx) => {
+    const message = healthTestProblem(t);
+    if (message) refuse(ctx, [], message);
+  }),
   /** Time between checks. @default "10s" @example "30s" */
-  interval: duration.default("10s"),
+  interval: healthDuration(false).default("10s"),
   /** Time one check may take before it counts as failed. @default "5s" */
-  timeout: duration.default("5s"),
+  timeout: healthDuration(false).default("5s"),
   /** Consecutive failures before the container is unhealthy. @default 3 */
   retries: z.number().int().min(1).default(3),
   /** Grace period after start in which failures do not count (model loading, TensorRT engine builds). @default "10s" @example "2m" */
-  startPeriod: duration.default("10s"),
+  startPeriod: healthDuration(true).default("10s"),
 });
+
+/** Why a device mapping `host[:container[:perms]]` would be refused, or undefined. */
+export function deviceProblem(value: string): string | undefined {
+  const expected =
+    "expected /dev/PATH[:/dev/PATH][:PERMISSIONS], permissions r, w and m each at most once (e.g. /dev/video0:/dev/video0:rw)";
+  const m = /^(\/dev\/[^:]+)(?::(\/dev\/[^:]+))?(?::([rwm]{1,3}))?$/.exec(value);
+  if (!m) return `${JSON.stringify(value)} is not a device mapping; ${expected}`;
+  const [, host = "", container, perms] = m;
+  for (const path of [host, container]) {
+    if (path !== undefined && (containerPath(path) !== path || path === "/dev")) {
+      return `${JSON.stringify(value)} names ${JSON.stringify(path)}, not a path below /dev; ${expected}`;
+    }
+  }
+  if (perms !== undefined && new Set(perms).size !== perms.length) return `${JSON.stringify(value)} repeats a permission; ${expected}`;
+  return undefined;
+}
+
+/** A capability name, or ALL (Docker adds or drops every capability for it). */
+const capability = z.string().superRefine(
+  checked((v) => {
+    if ((CAPABILITIES as readonly string[]).includes(v) || v === "ALL") return undefined;
+    const bare = v.replace(/^CAP_/i, "").toUpperCase();
+    const hint =
+      bare !== v && (CAPABILITIES as readonly string[]).includes(bare) ? `; did you mean "${bare}"?` : didYouMean(v, CAPABILITIES);
+    return `"${v}" is not a Linux capability${hint} Expected a name from capabilities(7) without "CAP_", e.g. NET_ADMIN, or ALL`;
+  }),
+);
+const uniqueCapabilities = (field: string) => (list: readonly string[], ctx: z.RefinementCtx) =>
+  refuseRepeats(list, ctx, (v, first) => `"${v}" is listed twice (also ${field}[${first}]); expected each capability once`);
+
+/** A service's log driver and its options, defaults applied. */
+export interface LogSettings {
+  /** Docker log driver. @example "json-file" */
+  driver: string;
+  /** The driver's options (`--log-opt`). @example { "max-size": "10m", "max-file": "3" } */
+  options: Record<string, string>;
+}
 
 /** A compose-style service, deployed the same way to every host (or Kubernetes node). */
 export const ServiceSpec = z
@@ -259,7 +357,15 @@ export const ServiceSpec = z
     /** Replaces the image's command. @default the image's `CMD` @example ["python3", "-m", "inference.server", "--port", "8080"] */
     command: z.array(z.string()).optional(),
     /** Environment; values set with `pulumi config set --secret --path` stay secret. @default {} */
-    environment: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/), z.union([z.string(), z.number(), z.boolean()])).default({}),
+    environment: z
+      .record(
+        z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, {
+          error: (iss) =>
+            `${JSON.stringify(iss.input)} is not an environment variable name; expected letters, digits and "_", not starting with a digit`,
+        }),
+        z.union([z.string(), z.number(), z.boolean()]),
+      )
+      .default({}),
     /** Container runtime: `nvidia` for GPU services. @default "runc" */
     runtime: z.enum(["runc", "nvidia"]).default("runc"),
     /** `host` shares the host's network; `bridge` publishes `ports`. @default "bridge" */
@@ -269,13 +375,7 @@ export const ServiceSpec = z
     /** Bind mounts, named volumes and tmpfs. @default [] */
     volumes: z.array(volume).default([]),
     /** Devices passed through, compose style `host[:container[:perms]]`. @example ["/dev/dri", "/dev/video0"] */
-    devices: z
-      .array(
-        z.string().regex(/^\/dev\/[^:]+(:\/dev\/[^:]+)?(:[rwm]{1,3})?$/, {
-          error: (iss) => `${JSON.stringify(iss.input)} is not a device mapping; expected /dev/PATH[:/dev/PATH[:rwm]]`,
-        }),
-      )
-      .default([]),
+    devices: z.array(z.string().superRefine(checked(deviceProblem))).default([]),
     /** Size of /dev/shm; PyTorch data loaders and DeepStream need more than Docker's 64m. @default Docker's 64m @example "2g" */
     shmSize: size("2g").optional(),
     /**
@@ -291,7 +391,10 @@ export const ServiceSpec = z
      */
     ulimits: z
       .record(
-        z.string(),
+        z.string().refine((n) => (ULIMIT_NAMES as readonly string[]).includes(n), {
+          error: (iss) =>
+            `${JSON.stringify(iss.input)} is not a ulimit name${didYouMean(String(iss.input), ULIMIT_NAMES)} Expected one of: ${ULIMIT_NAMES.join(", ")}`,
+        }),
         z.union([
           z.number().int(),
           z.strictObject({
@@ -302,6 +405,25 @@ export const ServiceSpec = z
           }),
         ]),
       )
+      .superRefine((limits, ctx) => {
+        for (const [n, v] of Object.entries(limits)) {
+          const { soft, hard } = typeof v === "number" ? { soft: v, hard: v } : v;
+          const where = typeof v === "number" ? [n] : [n, "soft"];
+          if (soft < -1 || hard < -1)
+            refuse(
+              ctx,
+              typeof v === "number" ? [n] : [n, soft < -1 ? "soft" : "hard"],
+              `got ${Math.min(soft, hard)}; expected -1 (unlimited) or a limit of 0 or more`,
+            );
+          else if (hard !== -1 && (soft === -1 || soft > hard)) {
+            refuse(
+              ctx,
+              where,
+              `soft limit ${soft === -1 ? "-1 (unlimited)" : soft} is above the hard limit ${hard}; expected soft at most hard (-1 is unlimited)`,
+            );
+          }
+        }
+      })
       .default({}),
     /** Health check; rollouts wait for it. @default none (the image's own `HEALTHCHECK`, if any) */
     healthcheck: healthcheck.optional(),
@@ -311,18 +433,36 @@ export const ServiceSpec = z
     logging: z
       .strictObject({
         /** Docker log driver. @default "json-file" @example "journald" */
-        driver: z.string().default("json-file"),
-        /** The driver's options. @default { "max-size": "10m", "max-file": "3" } */
-        options: stringMap.default({ ...DEFAULT_LOG_OPTIONS }),
+        driver: z.string().min(1).default("json-file"),
+        /**
+         * The driver's options; names the built-in json-file, local and journald drivers do not take are refused.
+         * @default { "max-size": "10m", "max-file": "3" } for json-file and local, {} for other drivers
+         */
+        options: stringMap.optional(),
       })
+      .superRefine((l, ctx) => {
+        for (const [key, message] of logOptionProblems(l.driver, l.options ?? {})) refuse(ctx, ["options", key], message);
+      })
+      .transform(({ driver, options }): LogSettings => ({
+        driver,
+        options: options ?? ((ROTATING_LOG_DRIVERS as readonly string[]).includes(driver) ? { ...DEFAULT_LOG_OPTIONS } : {}),
+      }))
       .default({ driver: "json-file", options: { ...DEFAULT_LOG_OPTIONS } }),
     /** CPU/memory limits and GPU requests. @default {} */
     resources: z
       .strictObject({
         /** CPU cores. @default none (no CPU limit) @example 2.5 */
-        cpus: z.number().positive().optional(),
+        cpus: z.number().min(0.01).optional(),
         /** Memory limit (the Jetson's GPU shares this RAM). @default none (no memory limit) @example "4g" */
-        memory: size("4g").optional(),
+        memory: size("4g")
+          .superRefine(
+            checked((v) =>
+              (parseSize(v) ?? MIN_MEMORY_BYTES) < MIN_MEMORY_BYTES
+                ? `"${v}" is below Docker's minimum memory limit of 6m; expected at least 6m, e.g. 4g`
+                : undefined,
+            ),
+          )
+          .optional(),
         /** GPUs requested: "all" or a count (a Jetson has one integrated GPU). @default none (no GPU request) @example "all" */
         gpus: z.union([z.literal("all"), z.number().int().positive()]).optional(),
       })
@@ -334,43 +474,30 @@ export const ServiceSpec = z
     /** User (and group) to run as. @default the image's `USER` @example "1000:1000" */
     user: z
       .string()
-      .regex(/^[A-Za-z0-9_.-]+(:[A-Za-z0-9_.-]+)?$/)
+      .regex(/^[A-Za-z0-9_.-]+(:[A-Za-z0-9_.-]+)?$/, {
+        error: (iss) => `${JSON.stringify(iss.input)} is not a user; expected NAME or UID, optionally with :GROUP or :GID, e.g. 1000:1000`,
+      })
       .optional(),
     /** Mount the root filesystem read-only. @default false */
     readOnlyRootFilesystem: z.boolean().default(false),
-    /** Linux capabilities added, without the `CAP_` prefix. @default [] @example ["NET_BIND_SERVICE"] */
-    capAdd: z.array(z.string().regex(/^[A-Z_]+$/, { error: 'expected a capability name without "CAP_", e.g. NET_ADMIN' })).default([]),
+    /** Linux capabilities added, without the `CAP_` prefix, or `ALL`. @default [] @example ["NET_BIND_SERVICE"] */
+    capAdd: z.array(capability).superRefine(uniqueCapabilities("capAdd")).default([]),
     /** Linux capabilities dropped, without the `CAP_` prefix, or `ALL`. @default [] @example ["ALL"] */
-    capDrop: z
-      .array(z.string().regex(/^([A-Z_]+|ALL)$/, { error: 'expected a capability name without "CAP_", e.g. NET_RAW, or ALL' }))
-      .default([]),
+    capDrop: z.array(capability).superRefine(uniqueCapabilities("capDrop")).default([]),
     /**
      * Docker security options (compose's `security_opt`).
      * @default ["no-new-privileges:true"]
      * @example ["no-new-privileges:true", "apparmor=unconfined"]
      */
-    securityOpt: z.array(z.string()).default([...DEFAULT_SECURITY_OPT]),
+    securityOpt: z
+      .array(z.string().superRefine(checked(securityOptProblem)))
+      .superRefine((list, ctx) =>
+        refuseRepeats(list, ctx, (v, first) => `"${v}" is listed twice (also securityOpt[${first}]); expected each security option once`),
+      )
+      .default([...DEFAULT_SECURITY_OPT]),
   })
-  .superRefine((svc, ctx) => {
-    if ((svc.image === undefined) === (svc.build === undefined)) {
-      ctx.addIssue({
-        code: "custom",
-        path: [],
-        message: 'expected exactly one of "image" (an external image) and "build" (the name of an images entry)',
-      });
-    }
-    if (svc.network === "host") {
-      svc.ports.forEach((p, i) => {
-        if (p.published !== undefined && p.published !== p.target) {
-          ctx.addIssue({
-            code: "custom",
-            path: ["ports", i, "published"],
-            message: `a host-network service cannot remap ports (${p.published} -> ${p.target}); expected published to equal target or be left out`,
-          });
-        }
-      });
-    }
-  });
+  // Runs even when a field failed, so one message lists every problem (see `StackConfig`).
+  .superRefine((svc, ctx) => refineService(svc, ctx), { when: () => true });
 export type ServiceSpec = z.infer<typeof ServiceSpec>;
 
 /** Where and how services are deployed. */
@@ -400,7 +527,11 @@ export const DeploySpec = z.strictObject({
     .strictObject({
       /** The cluster's kubeconfig. Must be a Pulumi secret. @example "(pulumi config set --secret --path deploy.kubernetes.kubeconfig < k3s.yaml)" */
       kubeconfig: z.string().min(1).optional(),
-      /** Write the manifests into this directory instead of applying them (a GitOps repository). @example "gitops/fleet" */
+      /**
+       * Write the manifests into this directory instead of applying them (a GitOps repository). No
+       * Secret is written there: create `registry-credentials` and `<service>-environment` in the cluster apart.
+       * @example "gitops/fleet"
+       */
       renderYamlToDirectory: z.string().min(1).optional(),
       /** The namespace services run in. @default "jetson-fleet" */
       namespace: name("namespace").default("jetson-fleet"),
@@ -438,162 +569,6 @@ export const StackConfig = z.strictObject(StackConfigShape).superRefine(refineSt
 export type StackConfig = z.infer<typeof StackConfig>;
 /** The stack config as written (before defaults). */
 export type StackConfigInput = z.input<typeof StackConfig>;
-
-type Loose = Record<string, unknown>;
-const isObject = (v: unknown): v is Loose => v !== null && typeof v === "object" && !Array.isArray(v);
-/** The object entries of a list with their indexes; anything else is the schema's business. */
-const entries = (v: unknown): [number, Loose][] =>
-  Array.isArray(v) ? v.flatMap((item, i): [number, Loose][] => (isObject(item) ? [[i, item]] : [])) : [];
-const text = (v: unknown): string | undefined => (typeof v === "string" ? v : undefined);
-
-function uniqueNames(list: unknown, key: string, what: string, ctx: z.RefinementCtx): void {
-  const first = new Map<string, number>();
-  for (const [i, item] of entries(list)) {
-    const name = text(item["name"]);
-    if (name === undefined) continue;
-    const seen = first.get(name);
-    if (seen === undefined) first.set(name, i);
-    else
-      ctx.addIssue({
-        code: "custom",
-        path: [key, i, "name"],
-        message: `duplicate ${what} name "${name}" (also ${key}[${seen}]); expected every ${what} name once`,
-      });
-  }
-}
-
-/** Rules that span several fields or sections. Reads the value defensively (see `StackConfig`). */
-export function refineStackConfig(value: unknown, ctx: z.RefinementCtx): void {
-  if (!isObject(value)) return;
-  const cfg = value;
-  uniqueNames(cfg["hosts"], "hosts", "host", ctx);
-  uniqueNames(cfg["images"], "images", "image", ctx);
-  uniqueNames(cfg["services"], "services", "service", ctx);
-
-  const daemonJson = isObject(cfg["runtime"]) ? cfg["runtime"]["daemonJson"] : undefined;
-  for (const key of MANAGED_DAEMON_KEYS) {
-    if (isObject(daemonJson) && key in daemonJson) {
-      ctx.addIssue({
-        code: "custom",
-        path: ["runtime", "daemonJson", key],
-        message: `"${key}" is managed by the host component; expected runtime.nvidiaDefaultRuntime instead`,
-      });
-    }
-  }
-
-  // Every host port can be claimed once per protocol: host-network services bind it directly,
-  // bridge services publish it.
-  const services = entries(cfg["services"]);
-  const claims = new Map<string, { service: string; index: number }>();
-  for (const [si, svc] of services) {
-    for (const [pi, p] of entries(svc["ports"])) {
-      const hostPort = svc["network"] === "host" ? p["target"] : (p["published"] ?? p["target"]);
-      if (typeof hostPort !== "number") continue;
-      const id = `${hostPort}/${text(p["protocol"]) ?? "tcp"}`;
-      const holder = claims.get(id);
-      if (holder) {
-        ctx.addIssue({
-          code: "custom",
-          path: ["services", si, "ports", pi],
-          message: `host port ${id} is already claimed by service "${holder.service}" (services[${holder.index}]); expected each host port to be used by one service`,
-        });
-      } else {
-        claims.set(id, { service: text(svc["name"]) ?? `services[${si}]`, index: si });
-      }
-    }
-  }
-
-  const serviceNames = services.flatMap(([, s]) => text(s["name"]) ?? []);
-  const imageNames = entries(cfg["images"]).flatMap(([, i]) => text(i["name"]) ?? []);
-  for (const [si, svc] of services) {
-    const name = text(svc["name"]);
-    for (const dep of isObject(svc["dependsOn"]) ? Object.keys(svc["dependsOn"]) : []) {
-      if (dep === name) {
-        ctx.addIssue({
-          code: "custom",
-          path: ["services", si, "dependsOn", dep],
-          message: `service "${dep}" depends on itself; expected other services' names`,
-        });
-      } else if (!serviceNames.includes(dep)) {
-        const others = serviceNames.filter((n) => n !== name);
-        ctx.addIssue({
-          code: "custom",
-          path: ["services", si, "dependsOn", dep],
-          message: `service "${dep}" is not defined; expected one of: ${others.join(", ") || "(no other services)"}`,
-        });
-      }
-    }
-    const build = text(svc["build"]);
-    if (build !== undefined && !imageNames.includes(build)) {
-      ctx.addIssue({
-        code: "custom",
-        path: ["services", si, "build"],
-        message: `image "${build}" is not defined under images; expected one of: ${imageNames.join(", ") || "(no images)"}`,
-      });
-    }
-  }
-  const deploy = isObject(cfg["deploy"]) ? cfg["deploy"] : {};
-  // Only when runtime is there: a missing runtime is its own problem.
-  const runtime = cfg["runtime"];
-  const perHostCompose = (deploy["target"] ?? "compose") === "compose" && entries(cfg["hosts"]).length > 0 && services.length > 0;
-  if (perHostCompose && isObject(runtime) && runtime["compose"] === undefined) {
-    ctx.addIssue({
-      code: "custom",
-      path: ["runtime", "compose"],
-      message:
-        'is missing; deploy.target compose runs a compose tool on every host: expected { package: "docker-compose-plugin", version: "<apt version>" } (or docker-compose-v2 / docker-compose)',
-    });
-  }
-  if (deploy["target"] === "kubernetes") {
-    const cluster = isObject(deploy["kubernetes"]) ? deploy["kubernetes"] : {};
-    const given = ["kubeconfig", "renderYamlToDirectory"].filter((k) => cluster[k] !== undefined);
-    if (given.length !== 1) {
-      ctx.addIssue({
-        code: "custom",
-        path: ["deploy", "kubernetes"],
-        message:
-          given.length === 0
-            ? "target kubernetes needs a cluster; expected kubeconfig (a secret) or renderYamlToDirectory"
-            : "sets both kubeconfig and renderYamlToDirectory; expected one of them",
-      });
-    }
-  }
-  if (cfg["registry"] === undefined) {
-    for (const [ii, img] of entries(cfg["images"])) {
-      if (img["repository"] === undefined) {
-        ctx.addIssue({
-          code: "custom",
-          path: ["images", ii, "repository"],
-          message:
-            "is missing and no registry is configured; expected registry.server, or a full repository such as registry.lab:5000/fleet/inference",
-        });
-      }
-    }
-  }
-
-  if (cfg["production"] === true) {
-    for (const [hi, host] of entries(cfg["hosts"])) {
-      if (host["hostKey"] === undefined) {
-        ctx.addIssue({
-          code: "custom",
-          path: ["hosts", hi, "hostKey"],
-          message: "is missing; production stacks pin every host key: expected the output of ssh-keyscan -t ed25519 <address>",
-        });
-      }
-    }
-    for (const [si, svc] of services) {
-      const image = text(svc["image"]);
-      const problem = image === undefined ? undefined : unpinnedImageProblem(image);
-      if (problem) ctx.addIssue({ code: "custom", path: ["services", si, "image"], message: problem });
-    }
-    for (const [ii, img] of entries(cfg["images"])) {
-      for (const [arg, ref] of Object.entries(isObject(img["baseImages"]) ? img["baseImages"] : {})) {
-        const problem = typeof ref === "string" ? undigestedImageProblem(ref) : undefined;
-        if (problem) ctx.addIssue({ code: "custom", path: ["images", ii, "baseImages", arg], message: problem });
-      }
-    }
-  }
-}
 
 /** A value's shape for messages, without echoing long or secret content. */
 export function describe(value: unknown): string {

@@ -98,9 +98,12 @@ export const dockerSshAgent: DockerSshAgent = (privateKey) => {
     }
   }
   const socket = join(dir, `${name}.sock`);
-  const run = spawnSync("bash", [SCRIPT, socket, String(process.ppid)], { input: privateKey, encoding: "utf8" });
+  // Bounded: an agent that never answers must not hang the program.
+  const run = spawnSync("bash", [SCRIPT, socket, String(process.ppid)], { input: privateKey, encoding: "utf8", timeout: 30_000 });
   if (run.status !== 0) {
-    throw new Error(`cannot start the Docker providers' ssh-agent at ${socket}: ${(run.stderr || run.error?.message || "").trim()}`);
+    throw new Error(
+      `cannot start the Docker providers' ssh-agent at ${socket}: ${[run.error?.message, run.stderr].filter(Boolean).join(": ").trim()}`,
+    );
   }
   loaded.set(name, socket);
   return socket;

@@ -63,7 +63,7 @@ export function pinServiceImages(
   resolve: DigestResolver,
 ): Record<string, pulumi.Output<string>> {
   const out: Record<string, pulumi.Output<string>> = {};
-  for (const s of services) {
+  services.forEach((s, i) => {
     if (s.build !== undefined) {
       const ref = built[s.build];
       if (ref === undefined) throw new ServiceArgsError(`service "${s.name}" builds image "${s.build}", which this stack does not build`);
@@ -73,9 +73,9 @@ export function pinServiceImages(
       });
     } else if (s.image !== undefined) {
       const image = s.image;
-      out[s.name] = pulumi.output(digestPinned(image) ?? resolve(image));
+      out[s.name] = pulumi.output(digestPinned(image) ?? resolve(image, `services[${i}].image`));
     }
-  }
+  });
   return out;
 }
 

@@ -136,6 +136,13 @@ const table: { name: string; mutate: (c: Mutable) => void; secretPaths?: Readonl
     ],
   },
   {
+    name: "private key missing: the message says how to store it as a secret",
+    mutate: (c) => delete c.hosts[1].privateKey,
+    expected: [
+      `${F}hosts[1].privateKey: is missing; expected a Pulumi secret: cat FILE | pulumi config set --stack prod --secret --path 'hosts[1].privateKey'`,
+    ],
+  },
+  {
     name: "private key that is not a key (and not echoed)",
     mutate: (c) => (c.hosts[0].privateKey = "hunter2"),
     expected: [

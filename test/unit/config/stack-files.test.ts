@@ -28,11 +28,11 @@ describe("shipped stack files", () => {
       assert.ok(err instanceof StackConfigError);
       assert.deepEqual(err.lines, [
         "Pulumi.prod.yaml: jetson-fleet:hosts[0].hostKey: is missing; production stacks pin every host key: expected the output of ssh-keyscan -t ed25519 <address>",
-        "Pulumi.prod.yaml: jetson-fleet:hosts[0].privateKey: is missing; expected text",
+        "Pulumi.prod.yaml: jetson-fleet:hosts[0].privateKey: is missing; expected a Pulumi secret: cat FILE | pulumi config set --stack prod --secret --path 'hosts[0].privateKey'",
         "Pulumi.prod.yaml: jetson-fleet:hosts[1].hostKey: is missing; production stacks pin every host key: expected the output of ssh-keyscan -t ed25519 <address>",
-        "Pulumi.prod.yaml: jetson-fleet:hosts[1].privateKey: is missing; expected text",
+        "Pulumi.prod.yaml: jetson-fleet:hosts[1].privateKey: is missing; expected a Pulumi secret: cat FILE | pulumi config set --stack prod --secret --path 'hosts[1].privateKey'",
         "Pulumi.prod.yaml: jetson-fleet:hosts[2].hostKey: is missing; production stacks pin every host key: expected the output of ssh-keyscan -t ed25519 <address>",
-        "Pulumi.prod.yaml: jetson-fleet:hosts[2].privateKey: is missing; expected text",
+        "Pulumi.prod.yaml: jetson-fleet:hosts[2].privateKey: is missing; expected a Pulumi secret: cat FILE | pulumi config set --stack prod --secret --path 'hosts[2].privateKey'",
       ]);
       return true;
     });
