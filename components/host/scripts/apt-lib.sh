@@ -16,16 +16,23 @@ apt_recover() {
   return 1
 }
 
-# Writes the configured apt sources; refreshes the package lists when they changed or are missing.
+# Makes the stack's apt source list exactly APT_SOURCES (removed when that is empty) and refreshes
+# the package lists when it changed or they are missing. A marker set before the list changes and
+# cleared after a successful update makes a run cut off in between update on the next run.
 apt_sources() {
-  local list=/etc/apt/sources.list.d/jetson-fleet.list want
+  local list=/etc/apt/sources.list.d/jetson-fleet.list pending=/var/lib/jetson-fleet/apt-sources.pending want
   want=$(printf '%s\n' "${APT_SOURCES:-}")
   if [[ -n ${APT_SOURCES:-} && $(cat "$list" 2>/dev/null) != "$want" ]]; then
+    mkdir -p "${pending%/*}" && : >"$pending"
     printf '%s\n' "$want" >"$list.tmp"
     mv "$list.tmp" "$list"
+  elif [[ -z ${APT_SOURCES:-} && -e $list ]]; then
+    mkdir -p "${pending%/*}" && : >"$pending"
+    rm -f "$list"
+  fi
+  if [[ -e $pending || -z $(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -print -quit 2>/dev/null) ]]; then
     "${APT[@]}" update
-  elif [[ -z $(find /var/lib/apt/lists -maxdepth 1 -name '*Packages*' -print -quit 2>/dev/null) ]]; then
-    "${APT[@]}" update
+    rm -f "$pending"
   fi
 }
 

@@ -6,7 +6,8 @@
 import assert from "node:assert/strict";
 import { randomBytes } from "node:crypto";
 import { after, before, describe, it } from "node:test";
-import { HOST_SCRIPTS, RuntimeSpec, hostCommand, hostStdin, renderHostScript, type HostScript } from "../../../components/index.ts";
+import { RuntimeSpec } from "../../../components/config/index.ts";
+import { HOST_SCRIPTS, hostCommand, hostStdin, renderHostScript, type HostScript } from "../../../components/host/scripts.ts";
 import { ssh, startSims, type SimFleet, type SimHost } from "../../support/jetson-sim.ts";
 
 const runtime = RuntimeSpec.parse({
@@ -54,6 +55,15 @@ async function bootstrap(host: SimHost): Promise<Record<HostScript, string>> {
   }
   return out as Record<HostScript, string>;
 }
+/** daemon.json after a bootstrap: the host's own key, the stack's settings, the nvidia runtime as the default. */
+const BOOTSTRAPPED_DAEMON_JSON = {
+  "max-concurrent-downloads": 2,
+  "log-driver": "json-file",
+  "log-opts": { "max-size": "10m", "max-file": "3" },
+  runtimes: { nvidia: { args: [], path: "nvidia-container-runtime" } },
+  "default-runtime": "nvidia",
+};
+const daemonJsonOf = async (host: SimHost) => JSON.parse(await sh(host, "cat /etc/docker/daemon.json")) as Record<string, unknown>;
 const dockerStarted = (host: SimHost) => sh(host, "systemctl show -p ActiveEnterTimestampMonotonic docker.service");
 
 describe("host scripts on simulated Jetsons", { timeout: 30 * 60_000 }, () => {
@@ -99,14 +109,7 @@ describe("host scripts on simulated Jetsons", { timeout: 30 * 60_000 }, () => {
       assert.equal(facts["l4tRelease"], "36.4.3");
       assert.equal(facts["dockerVersion"], "");
       assert.match(r.verify, /^verified: nvidia runtime listed \(default\), container ran with --runtime nvidia$/m);
-      const daemon = JSON.parse(await sh(h, "cat /etc/docker/daemon.json")) as Record<string, unknown>;
-      assert.deepEqual(daemon, {
-        "max-concurrent-downloads": 2,
-        "log-driver": "json-file",
-        "log-opts": { "max-size": "10m", "max-file": "3" },
-        runtimes: { nvidia: { args: [], path: "nvidia-container-runtime" } },
-        "default-runtime": "nvidia",
-      });
+      assert.deepEqual(await daemonJsonOf(h), BOOTSTRAPPED_DAEMON_JSON);
       const held = (await sh(h, "apt-mark showhold")).trim().split("\n").sort();
       assert.deepEqual(held, [
         "docker.io",
@@ -128,6 +131,74 @@ describe("host scripts on simulated Jetsons", { timeout: 30 * 60_000 }, () => {
     assert.equal(await dockerStarted(a), started);
   });
 
+  it("removes the daemon.json settings the stack dropped and gives the host's own value back; Docker restarts with it", async () => {
+    // The stack once set two more settings, one of them over the host's own value (2)...
+    const more = { ...runtime.daemonJson, "max-concurrent-uploads": 3, "max-concurrent-downloads": 4 };
+    const set = await step(a, "configure-docker", { ...envFor("configure-docker"), DAEMON_JSON: JSON.stringify(more) });
+    assert.equal(set.code, 0, set.stderr);
+    assert.deepEqual(await daemonJsonOf(a), { ...BOOTSTRAPPED_DAEMON_JSON, "max-concurrent-uploads": 3, "max-concurrent-downloads": 4 });
+    // ...and then no longer does.
+    const started = await dockerStarted(a);
+    const back = await step(a, "configure-docker");
+    assert.equal(back.code, 0, back.stderr);
+    assert.match(back.stdout, /^daemon\.json changed; restarting Docker$/m);
+    assert.deepEqual(await daemonJsonOf(a), BOOTSTRAPPED_DAEMON_JSON);
+    assert.notEqual(await dockerStarted(a), started);
+    // What the stack manages, readable by root only (values may hold proxy credentials).
+    const record = JSON.parse(await sh(a, "cat /var/lib/jetson-fleet/daemon-json.managed.json")) as { settings: { path: string[] }[] };
+    assert.deepEqual(record.settings.map((s) => s.path.join(".")).sort(), ["log-driver", "log-opts.max-file", "log-opts.max-size"]);
+    assert.equal((await sh(a, "stat -c %a /var/lib/jetson-fleet/daemon-json.managed.json")).trim(), "600");
+    assert.match((await step(a, "verify")).stdout, /^verified:/m);
+  });
+
+  it("makes the stack's apt source list follow the config, down to none, and refreshes the package lists", async () => {
+    // A second flat repository (empty) for the stack to name.
+    await sh(a, "mkdir -p /opt/jf-extra && : >/opt/jf-extra/Packages");
+    const source = "deb [trusted=yes] file:/opt/jf-extra ./";
+    const named = await step(a, "install-docker", { ...envFor("install-docker"), APT_SOURCES: source });
+    assert.equal(named.code, 0, named.stderr);
+    assert.equal(await sh(a, "cat /etc/apt/sources.list.d/jetson-fleet.list"), `${source}\n`);
+    assert.match(await sh(a, "ls /var/lib/apt/lists"), /^_opt_jf-extra_\._Packages$/m);
+    // The config names none again (JetsonHost passes APT_SOURCES="", and its trigger changes).
+    const none = await step(a, "install-docker");
+    assert.equal(none.code, 0, none.stderr);
+    assert.equal(await sh(a, "test -e /etc/apt/sources.list.d/jetson-fleet.list && echo present || echo absent"), "absent\n");
+    assert.doesNotMatch(await sh(a, "ls /var/lib/apt/lists"), /jf-extra/, "apt-get update ran after the source went");
+    assert.match(none.stdout, /^already installed: docker\.io=/m);
+  });
+
+  it("refreshes the package lists on the next run when the run that changed the apt sources failed", async () => {
+    const source = "deb [trusted=yes] file:/opt/jf-later ./";
+    const env = { ...envFor("install-nvidia-toolkit"), APT_SOURCES: source };
+    // The repository is not there yet: apt-get update fails after the list was written.
+    const failed = await step(a, "install-nvidia-toolkit", env);
+    assert.notEqual(failed.code, 0);
+    assert.equal(await sh(a, "cat /etc/apt/sources.list.d/jetson-fleet.list"), `${source}\n`);
+    await sh(a, "mkdir -p /opt/jf-later && : >/opt/jf-later/Packages");
+    const again = await step(a, "install-nvidia-toolkit", env);
+    assert.equal(again.code, 0, again.stderr);
+    assert.match(await sh(a, "ls /var/lib/apt/lists"), /^_opt_jf-later_\._Packages$/m, "the list unchanged since, yet updated");
+    assert.equal((await step(a, "install-nvidia-toolkit")).code, 0);
+    assert.doesNotMatch(await sh(a, "ls /var/lib/apt/lists"), /jf-later/);
+  });
+
+  it("verifies whatever busybox the host has: a dynamically linked one, or none, and installs nothing for it", async () => {
+    // Debian's busybox package is linked dynamically (busybox-static is the static one).
+    await sh(a, "apt-get -y -q install busybox >/dev/null 2>&1");
+    assert.match(await sh(a, "ldd /bin/busybox"), /libc\.so/);
+    const removeImages = "docker image ls -q jetson-fleet/verify | xargs -r docker image rm -f >/dev/null";
+    for (const busybox of ["dynamic", "none"]) {
+      if (busybox === "none") await sh(a, "apt-get -y -q purge busybox >/dev/null 2>&1; test ! -e /bin/busybox");
+      await sh(a, removeImages);
+      const r = await step(a, "verify");
+      assert.equal(r.code, 0, `${busybox}: ${r.stdout}${r.stderr}`);
+      assert.match(r.stdout, /^verified: nvidia runtime listed \(default\), container ran with --runtime nvidia$/m);
+    }
+    assert.equal(await sh(a, "dpkg-query -W -f='${db:Status-Status}' busybox-static 2>/dev/null || true"), "");
+    // One verification image on the host: the one in use.
+    assert.equal((await sh(a, "docker image ls -q jetson-fleet/verify")).trim().split("\n").length, 1);
+  });
+
   it("converges after dockerd was stopped", async () => {
     await sh(b, "systemctl stop docker.service docker.socket");
     assert.notEqual((await step(b, "verify")).code, 0, "verification fails while the engine is down");
@@ -136,10 +207,37 @@ describe("host scripts on simulated Jetsons", { timeout: 30 * 60_000 }, () => {
     assert.equal((await step(b, "verify")).code, 0);
   });
 
-  it("waits for a dpkg lock held by another process", async () => {
-    await sh(b, "apt-mark unhold nvidia-container-toolkit >/dev/null; (flock /var/lib/dpkg/lock-frontend sleep 15 >/dev/null 2>&1 &)");
+  it("waits for the dpkg lock another package manager holds while an install must run, then installs", async () => {
+    // Something to install: the top package of the toolkit is gone.
+    await sh(b, "apt-mark unhold nvidia-container-toolkit >/dev/null; apt-get -y -q remove nvidia-container-toolkit >/dev/null 2>&1");
+    // Another package manager at work: dpkg itself, configuring a package whose postinst takes a
+    // while, holds the locks apt and dpkg take (fcntl locks on /var/lib/dpkg/lock-frontend and lock).
+    await sh(
+      b,
+      `d=$(mktemp -d) && mkdir "$d/DEBIAN"
+       printf 'Package: jf-slow\\nVersion: 1\\nArchitecture: all\\nMaintainer: jetson-fleet <jetson-fleet@localhost>\\nDescription: holds the dpkg lock\\n' >"$d/DEBIAN/control"
+       printf '#!/bin/sh\\nsleep 25\\n' >"$d/DEBIAN/postinst" && chmod 755 "$d/DEBIAN/postinst"
+       dpkg-deb -b "$d" /tmp/jf-slow.deb >/dev/null
+       (setsid dpkg -i /tmp/jf-slow.deb >/tmp/jf-slow.log 2>&1 &)
+       for i in $(seq 1 100); do pgrep -f 'jf-slow.postinst' >/dev/null && break; sleep 0.1; done`,
+    );
+    // The real lock: dpkg, asked to take it, finds it held (and does not wait).
+    const probe = await ssh(fleet, b, "sudo -S -p '' dpkg --configure -a", { input: `${fleet.sudoPassword}\n` });
+    assert.notEqual(probe.code, 0);
+    assert.match(probe.stderr, /dpkg frontend lock (was locked|is locked) by another process/);
+    const started = Date.now();
     const r = await step(b, "install-nvidia-toolkit");
+    const waited = Date.now() - started;
     assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /dpkg is busy|Waiting for cache lock/, "the step waited for the lock");
+    assert.ok(waited > 15_000, `the step took ${waited} ms: it cannot have waited for the lock`);
+    assert.doesNotMatch(r.stdout, /^already installed/m);
+    // The other package manager finished undisturbed; the step installed after it.
+    for (const [pkg, version] of [
+      ["jf-slow", "1"],
+      ["nvidia-container-toolkit", "1.16.2-1"],
+    ])
+      assert.equal(await sh(b, `dpkg-query -W -f='\${db:Status-Status} \${Version}' ${pkg}`), `installed ${version}`, pkg);
     assert.match(await sh(b, "apt-mark showhold"), /^nvidia-container-toolkit$/m);
   });
 

@@ -70,7 +70,7 @@ function stepOf(c: { inputs: Record<string, unknown> } | undefined, elevation: E
 }
 
 describe("JetsonHost", () => {
-  it("runs the five steps in order, each with its script, parameters and trigger", async () => {
+  it("registers the five steps, each with its script, parameters and trigger", async () => {
     const { rec, h } = await build();
     const facts = await unwrap(h.facts);
     assert.deepEqual(facts, FACTS);
@@ -102,6 +102,78 @@ describe("JetsonHost", () => {
     });
     assert.equal(await unwrap(h.dockerHost), "ssh://fleet@192.168.50.11:22");
     assert.equal(await unwrap(h.verification), "verified: nvidia runtime listed (default)");
+  });
+
+  // The engine orders steps by dependsOn, not by registration: each step must name the one before.
+  for (const [label, extra, names] of [
+    ["the five steps", {}, HOST_SCRIPTS],
+    [
+      "every step, optional ones too",
+      {
+        runtime: RuntimeSpec.parse({ ...runtime, compose: { package: "docker-compose-plugin", version: "2.29.7" } }),
+        dockerAccess: true,
+        registry: { server: "registry.lab:5000", username: "fleet", password: pulumi.secret("s3cret-token") },
+      },
+      [
+        "facts",
+        "install-docker",
+        "install-nvidia-toolkit",
+        "configure-docker",
+        "install-compose",
+        "docker-access",
+        "registry-login",
+        "verify",
+      ],
+    ],
+  ] as const) {
+    it(`runs ${label} in order: each depends on the step before it, the first on none`, async () => {
+      useMockStack({ stack: "unit", config: {} }, recorder());
+      const steps: { name: string; resource: pulumi.Resource; opts: pulumi.ResourceOptions }[] = [];
+      // Mocks do not see resource options; a transformation the steps inherit from their parent does.
+      const capture: pulumi.ResourceTransformation = (a) => {
+        if (a.type === "command:remote:Command") steps.push({ name: a.name, resource: a.resource, opts: a.opts });
+        return undefined;
+      };
+      const h = new JetsonHost("orin-01", { host, runtime, ...extra }, { transformations: [capture] });
+      await unwrap(h.verification);
+      assert.deepEqual(
+        steps.map((s) => s.name),
+        names.map((n) => `orin-01-${n}`),
+      );
+      steps.forEach((s, i) => {
+        const before = steps[i - 1];
+        if (before === undefined) assert.equal(s.opts.dependsOn, undefined, s.name);
+        else {
+          const deps = s.opts.dependsOn;
+          assert.ok(Array.isArray(deps) && deps.length === 1, `${s.name} depends on exactly one step`);
+          assert.equal(deps[0], before.resource, `${s.name} depends on ${before.name}`);
+        }
+        assert.equal(s.opts.parent, h, s.name);
+      });
+      assert.equal(steps.at(-1)?.resource, h.ready);
+    });
+  }
+
+  it("passes APT_SOURCES as empty text when the config names none: the install steps re-run and remove the stack's list", async () => {
+    // Two hosts in one stack, one whose config names a source and one whose config names none.
+    const rec = useMockStack({ stack: "unit", config: {} }, recorder());
+    for (const [name, aptSources] of [
+      ["named", ["deb [trusted=yes] file:/opt/repo ./"]],
+      ["none", []],
+    ] as const)
+      await unwrap(new JetsonHost(name, { host, runtime: RuntimeSpec.parse({ ...runtime, aptSources }) }).verification);
+    const stepsOf = (name: string) =>
+      Object.fromEntries(
+        rec
+          .ofType("command:remote:Command")
+          .filter((c) => c.name.startsWith(`${name}-`))
+          .map((c) => [c.name.slice(name.length + 1), c]),
+      );
+    const [named, none] = [stepsOf("named"), stepsOf("none")];
+    for (const id of ["install-docker", "install-nvidia-toolkit"]) {
+      assert.equal(stepOf(none[id]).create["APT_SOURCES"], "", id);
+      assert.notDeepEqual(none[id]?.inputs["triggers"], named[id]?.inputs["triggers"], id);
+    }
   });
 
   it("connects with the pinned host key, a secret private key and bounded dials", async () => {
