@@ -1,6 +1,5 @@
 // The jetson-fleet program: stack config in, components out, stack outputs back.
 // Config is validated once, before any resource exists; everything below works on typed specs.
-import { existsSync, readFileSync } from "node:fs";
 import * as pulumi from "@pulumi/pulumi";
 import {
   ComposeDeployment,
@@ -10,12 +9,12 @@ import {
   KubernetesFleet,
   dockerSshAgent,
   gpuImageArgs,
+  isSecretPath,
   pinServiceImages,
   readBuildEnvironment,
   readStackConfig,
   registryResolver,
   secretEnvironmentOf,
-  securePathsInStackFile,
   serviceEndpointsAt,
   serviceHostOf,
   stackFileName,
@@ -35,10 +34,11 @@ const login =
 // Hosts are independent: the engine bootstraps them in parallel, and one that fails leaves the
 // others' progress in place.
 const hosts = Object.fromEntries(
-  config.hosts.map((host) => [
+  config.hosts.map((host, i) => [
     host.name,
     new JetsonHost(host.name, {
-      host,
+      // An address the stack encrypts stays a secret in the host's inputs and outputs.
+      host: isSecretPath(["hosts", i, "address"], config.secretPaths) ? { ...host, address: pulumi.secret(host.address) } : host,
       runtime: config.runtime,
       production: config.production,
       // The containers mode's Docker provider reaches each host's engine as the login user.
@@ -75,10 +75,8 @@ const deployed = config.services.length > 0 && (kubernetes || config.hosts.lengt
 // Kubernetes manifests take digests only: KubernetesFleet refuses a tag there before anything is sent.
 const serviceImageRefs =
   deployed && !kubernetes ? pinServiceImages(config.services, built, registryResolver(login ? { [login.server]: login } : {})) : {};
-const secretEnvironment = secretEnvironmentOf(
-  config.services,
-  existsSync(stackFile) ? securePathsInStackFile(readFileSync(stackFile, "utf8"), pulumi.getProject()) : [],
-);
+// Which environment values are secrets comes with the config: it knows what the stack encrypts.
+const secretEnvironment = secretEnvironmentOf(config.services, config.secretPaths);
 const targets = Object.entries(hosts).map(([name, host]) => serviceHostOf(name, host));
 const deployArgs = {
   hosts: targets,
@@ -104,6 +102,7 @@ if (deployed) {
       const cluster = config.deploy.kubernetes ?? { namespace: "jetson-fleet" };
       const fleet = new KubernetesFleet("fleet", {
         services: config.services,
+        secretEnvironment,
         images: built,
         namespace: cluster.namespace,
         rollout: config.deploy.rollout,
@@ -124,7 +123,12 @@ if (deployed) {
 
 /** Where each host's services answer (`address:port/protocol`), by host and service name; none on Kubernetes. */
 export const serviceEndpoints = Object.fromEntries(
-  deployed && !kubernetes ? config.hosts.map((host) => [host.name, serviceEndpointsAt(host.address, config.services)]) : [],
+  deployed && !kubernetes
+    ? config.hosts.map((host, i) => {
+        const endpoints = serviceEndpointsAt(host.address, config.services);
+        return [host.name, isSecretPath(["hosts", i, "address"], config.secretPaths) ? pulumi.secret(endpoints) : endpoints];
+      })
+    : [],
 );
 /** Each host's deploy report (`service=image` per line), by host name. */
 export const serviceResults = results;

@@ -4,9 +4,9 @@
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import * as pulumi from "@pulumi/pulumi";
-import { closest, distance } from "fastest-levenshtein";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
+import { didYouMean } from "./docker.ts";
 import { StackConfig, StackConfigShape, describe } from "./schema.ts";
 
 /** Fields whose values must be Pulumi secrets, as path patterns (`*` stands for a list index). */
@@ -68,7 +68,8 @@ function matchesPattern(path: readonly PropertyKey[], pattern: string): boolean 
   return parts.length === path.length && parts.every((p, i) => (p === "*" ? typeof path[i] === "number" : p === path[i]));
 }
 
-function isSecretPath(path: readonly PropertyKey[], secretPaths: ReadonlySet<string>): boolean {
+/** Whether the value at `path` (`["hosts", 0, "address"]`) is stored encrypted: it, or a value holding it, is at a secret path. */
+export function isSecretPath(path: readonly PropertyKey[], secretPaths: ReadonlySet<string>): boolean {
   for (let n = 1; n <= path.length; n++) {
     if (secretPaths.has(formatPath(path.slice(0, n)))) return true;
   }
@@ -110,21 +111,24 @@ function knownKeysAt(schema: z.ZodType, path: readonly PropertyKey[]): string[] 
 }
 
 export function unknownKeyMessage(key: string, known: readonly string[]): string {
-  const suggestion = known.length > 0 ? closest(key, [...known]) : undefined;
-  const close =
-    suggestion !== undefined && distance(key.toLowerCase(), suggestion.toLowerCase()) <= Math.max(2, Math.floor(suggestion.length / 3));
-  const hint = close ? `; did you mean "${suggestion}"?` : "";
-  return `unknown key "${key}"${hint} Expected one of: ${known.join(", ")}`;
+  return `unknown key "${key}"${didYouMean(key, known)} Expected one of: ${known.join(", ")}`;
 }
 
 /** Messages for issues whose schema has no message of its own (zod's per-parse error map). */
-function issueMessage(issue: z.core.$ZodRawIssue): string | undefined {
+function issueMessage(issue: z.core.$ZodRawIssue, stack?: string): string | undefined {
   // Secret values are never repeated, not even in an error.
   const secret = SECRET_FIELDS.some((f) => matchesPattern(issue.path ?? [], f));
   const got = (value: unknown) => (secret ? `a ${typeof value}` : describe(value));
   switch (issue.code) {
     case "invalid_type":
+      // A missing secret says how to store one, as a secret in plain text does.
+      if (secret && issue.input === undefined) return `is missing; expected ${secretCommand(issue.path ?? [], stack)}`;
       return `${issue.input === undefined ? "is missing" : `got ${got(issue.input)}`}; expected ${article(issue.expected)}`;
+    case "invalid_key":
+      // A record key the key schema refused: its own sentence names the key and what is expected.
+      return (
+        issue.issues.find((i) => i.message)?.message ?? `got the key ${JSON.stringify(String(issue.input))}; expected a valid key here`
+      );
     case "invalid_value":
       return `got ${got(issue.input)}; expected one of: ${issue.values.map((v) => JSON.stringify(v)).join(", ")}`;
     case "too_small":
@@ -182,7 +186,7 @@ export function parseStackConfig(source: StackConfigSource): StackConfig {
     input[key] = decode(raw);
   }
 
-  const result = StackConfig.safeParse(input, { error: issueMessage, reportInput: true });
+  const result = StackConfig.safeParse(input, { error: (issue) => issueMessage(issue, source.stack), reportInput: true });
   if (!result.success) {
     for (const issue of result.error.issues) {
       if (issue.code === "unrecognized_keys") {
@@ -212,12 +216,13 @@ function dedupe(problems: ConfigProblem[]): ConfigProblem[] {
   return unique.sort((a, b) => collator.compare(a.path, b.path));
 }
 
+/** `a Pulumi secret: cat FILE | pulumi config set --stack <stack> --secret --path '<path>'` (the selected stack when none is given). */
+function secretCommand(path: readonly PropertyKey[], stack?: string): string {
+  return `a Pulumi secret: cat FILE | pulumi config set${stack !== undefined ? ` --stack ${stack}` : ""} --secret --path '${formatPath(path)}'`;
+}
+
 function plainTextProblem(path: readonly PropertyKey[], stack: string): ConfigProblem {
-  const p = formatPath(path);
-  return {
-    path: p,
-    message: `is stored in plain text; expected a Pulumi secret: cat FILE | pulumi config set --stack ${stack} --secret --path '${p}'`,
-  };
+  return { path: formatPath(path), message: `is stored in plain text; expected ${secretCommand(path, stack)}` };
 }
 
 /** Paths of secret fields present in `value` that the stack does not store encrypted. */
@@ -261,26 +266,72 @@ export function securePathsInStackFile(text: string, project: string): Set<strin
   return out;
 }
 
+/** A validated stack config and which of its values the stack stores encrypted. */
+export type LoadedStackConfig = StackConfig & {
+  /**
+   * Paths of the values the stack stores as secrets, in `pulumi config --path` syntax without the
+   * namespace (`hosts[0].privateKey`, `services[1].environment.API_TOKEN`; a bare `services` means
+   * the whole value). Give them to `secretEnvironmentOf` and the components keep those values secret.
+   */
+  readonly secretPaths: ReadonlySet<string>;
+};
+
+/** Where the running stack's file is: the project's `stackConfigDir` (Pulumi.yaml), else the project directory. */
+export function stackFilePath(projectDir: string, stack: string): string {
+  let dir = projectDir;
+  const project = join(projectDir, "Pulumi.yaml");
+  if (existsSync(project)) {
+    const doc = parseYaml(readFileSync(project, "utf8")) as { stackConfigDir?: unknown } | null;
+    if (typeof doc?.stackConfigDir === "string") dir = join(projectDir, doc.stackConfigDir);
+  }
+  return join(dir, stackFileName(stack));
+}
+
 /**
- * Reads and validates the running stack's config: the values from the engine, and which of
- * them are encrypted from `Pulumi.<stack>.yaml` in `projectDir` (when that file is elsewhere,
- * the engine's list of secret keys is used).
+ * The project's top-level keys the engine says hold a secret (it tells the program which keys,
+ * not which paths below them), without the namespace.
  */
-export function readStackConfig(projectDir: string = process.cwd()): StackConfig {
+function engineSecretKeys(project: string): string[] {
+  const prefix = `${project}:`;
+  // The SDK keeps the engine's list in its own store (an inline Automation API program never sees
+  // it in process.env); its reader is not in the SDK's typings.
+  const isSecret = (pulumi.runtime as unknown as { isConfigSecret?: (key: string) => boolean }).isConfigSecret;
+  const keys =
+    typeof isSecret === "function"
+      ? Object.keys(pulumi.runtime.allConfig()).filter((k) => isSecret(k))
+      : ((): unknown[] => {
+          const listed = decode(process.env["PULUMI_CONFIG_SECRET_KEYS"] ?? "[]");
+          return Array.isArray(listed) ? (listed as unknown[]) : [];
+        })();
+  return keys.filter((k): k is string => typeof k === "string" && k.startsWith(prefix)).map((k) => k.slice(prefix.length));
+}
+
+/**
+ * Every secret path of the stack: those its file stores as `secure:` values, and each top-level
+ * key the engine calls secret under which the file shows none (the file was not found, or the
+ * config came from elsewhere: `--config-file`, an ESC environment, the Automation API), which is
+ * then secret as a whole. So a value is never taken for plain text because the file was missed.
+ */
+export function stackSecretPaths(fromFile: Iterable<string>, engineKeys: Iterable<string>): Set<string> {
+  const paths = new Set(fromFile);
+  const covered = (key: string) => [...paths].some((p) => p === key || p.startsWith(`${key}.`) || p.startsWith(`${key}[`));
+  for (const key of engineKeys) if (!covered(key)) paths.add(key);
+  return paths;
+}
+
+/**
+ * Reads and validates the running stack's config: the values from the engine, and which of them
+ * are encrypted (`secretPaths`), from the stack file in the project directory (`projectDir`,
+ * default the root directory the engine names, or the working directory) and the engine's list of
+ * secret keys. Throws a `StackConfigError` listing every problem before any resource exists.
+ */
+export function readStackConfig(projectDir?: string): LoadedStackConfig {
   const project = pulumi.getProject();
   const stack = pulumi.getStack();
-  const file = join(projectDir, stackFileName(stack));
-  let secretPaths: Set<string>;
-  if (existsSync(file)) {
-    secretPaths = securePathsInStackFile(readFileSync(file, "utf8"), project);
-  } else {
-    // The engine hands the program its secret keys (top level only) in this variable.
-    const keys = decode(process.env["PULUMI_CONFIG_SECRET_KEYS"] ?? "[]");
-    secretPaths = new Set(
-      Array.isArray(keys)
-        ? keys.filter((k): k is string => typeof k === "string" && k.startsWith(`${project}:`)).map((k) => k.slice(project.length + 1))
-        : [],
-    );
-  }
-  return parseStackConfig({ project, stack, values: pulumi.runtime.allConfig(), secretPaths });
+  const candidates = projectDir !== undefined ? [projectDir] : [pulumi.runtime.getRootDirectory(), process.cwd()];
+  const file = candidates.map((dir) => stackFilePath(dir, stack)).find((f) => existsSync(f));
+  const fromFile = file !== undefined ? securePathsInStackFile(readFileSync(file, "utf8"), project) : [];
+  const secretPaths = stackSecretPaths(fromFile, engineSecretKeys(project));
+  const config = parseStackConfig({ project, stack, values: pulumi.runtime.allConfig(), secretPaths });
+  return { ...config, secretPaths };
 }

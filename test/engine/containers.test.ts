@@ -18,9 +18,12 @@ import { editStackConfig, engineStack, REPO, storedState, type EngineStack } fro
 import { pushProbe, startDevFleet, type DevFleet, type Probe } from "../support/fleet.ts";
 import type { SimHost } from "../support/jetson-sim.ts";
 import { loadLoop, type LoadFigures } from "../support/load.ts";
+import { secretLeaks } from "../support/secrets.ts";
 
 const STACK = "containers";
 const PROBE_PORT = 18080;
+/** A secret environment value of the probe service (`--secret --path`), which only its container may see. */
+const PROBE_TOKEN = "ctr-probe-token-0b8e6f13";
 const probeHealth = { test: ["CMD", "/web-probe", "probe"], interval: "1s", timeout: "2s", retries: 2, startPeriod: "2s" };
 
 /** What `docker inspect` says about one container, the parts these tests look at. */
@@ -40,6 +43,8 @@ describe("the containers mode on three simulated Jetsons under pulumi up", { tim
   let probe: Probe;
   let services: Record<string, unknown>[];
   const figures: string[] = [];
+  /** Everything the engine printed, for the secret search. */
+  let engineOutput = "";
   const host = (i: number): SimHost => fleet.hosts[i] as SimHost;
 
   const edit = (change: (cfg: Record<string, unknown>) => void) => editStackConfig(env, STACK, change);
@@ -77,9 +82,12 @@ describe("the containers mode on three simulated Jetsons under pulumi up", { tim
     const start = Date.now();
     try {
       const result = await env.stack.up({ color: "never", continueOnError: true });
+      engineOutput += result.stdout + result.stderr;
       return { ok: true, changes: result.summary.resourceChanges ?? {}, message: "", seconds: (Date.now() - start) / 1000 };
     } catch (err) {
-      return { ok: false, changes: {}, message: err instanceof Error ? err.message : String(err), seconds: (Date.now() - start) / 1000 };
+      const message = err instanceof Error ? err.message : String(err);
+      engineOutput += message;
+      return { ok: false, changes: {}, message, seconds: (Date.now() - start) / 1000 };
     } finally {
       figures.push(`${label}: ${((Date.now() - start) / 1000).toFixed(1)} s`);
     }
@@ -124,7 +132,7 @@ describe("the containers mode on three simulated Jetsons under pulumi up", { tim
         stackFile: "Pulumi.dev.yaml",
         // The one change from the dev stack: the deploy target.
         config: { hosts: fleet.hostsConfig(), services, deploy: { target: "containers", rollout: { maxUnavailable: 1 } } },
-        secrets: fleet.hostSecrets(),
+        secrets: { ...fleet.hostSecrets(), [`services[${services.length - 1}].environment.PROBE_TOKEN`]: PROBE_TOKEN },
         env: fleet.buildEnv,
       });
     },
@@ -151,6 +159,7 @@ describe("the containers mode on three simulated Jetsons under pulumi up", { tim
       }
       for (const name of ["inference", "web-ui", "probe"]) assert.equal(now[name]?.health, "healthy", `${host(i).name} ${name}`);
       assert.equal(now["inference"]?.runtime, "nvidia");
+      assert.ok(now["probe"]?.env.includes(`PROBE_TOKEN=${PROBE_TOKEN}`), "the probe got its secret environment value");
       assert.equal(await probeVersion(i), "1.0.0");
       // The login user reaches the engine: JetsonHost put it in the docker group.
       assert.match(await fleet.exec(host(i), "id -nG jetson"), /\bdocker\b/);
@@ -185,7 +194,7 @@ describe("the containers mode on three simulated Jetsons under pulumi up", { tim
 
   it("previews a change to one service as exactly that service's containers on each host, then rolls it out", async () => {
     edit((cfg) => {
-      probeService(cfg)["environment"] = { PROBE_MODE: "changed" };
+      (probeService(cfg)["environment"] as Record<string, unknown>)["PROBE_MODE"] = "changed";
     });
     const steps = await plannedSteps((onEvent) => env.stack.preview({ color: "never", onEvent }));
     const expected: Record<string, string> = {};
@@ -317,6 +326,15 @@ describe("the containers mode on three simulated Jetsons under pulumi up", { tim
     }
     const again = await up("no-op up after the rollback");
     assert.deepEqual(nonSame(again.changes), []);
+  });
+
+  it("keeps every secret of the stack out of the state, the engine's output, the hosts' files and journals, and the logs", async () => {
+    assert.ok(engineOutput.length > 0);
+    const leaks = await secretLeaks(
+      { "the private key": fleet.privateKey, "the sudo password": fleet.sudoPassword, "the probe's PROBE_TOKEN": PROBE_TOKEN },
+      { env, stack: STACK, engineOutput, fleet, neededOnHosts: ["the probe's PROBE_TOKEN"] },
+    );
+    assert.deepEqual(leaks, []);
   });
 });
 

@@ -11,14 +11,17 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { parse } from "yaml";
-import { editStackConfig, engineStack, filesText, REPO, storedState, type EngineStack } from "../support/engine.ts";
+import { editStackConfig, engineStack, REPO, storedState, type EngineStack } from "../support/engine.ts";
 import { pushProbe, sampleProcessLists, startDevFleet, type DevFleet, type Probe } from "../support/fleet.ts";
 import { ed25519KeyPair } from "../support/fixtures.ts";
 import type { SimHost } from "../support/jetson-sim.ts";
+import { secretLeaks } from "../support/secrets.ts";
 import { docker } from "../support/services.ts";
 
 const STACK = "fleet";
 const PROBE_PORT = 18080;
+/** A secret environment value of the probe service (`--secret --path`), which only its container may see. */
+const PROBE_TOKEN = "probe-token-41c7e9d25b";
 const probeHealth = { test: ["CMD", "/web-probe", "probe"], interval: "1s", timeout: "2s", retries: 2, startPeriod: "2s" };
 
 describe("the dev stack on three simulated Jetsons under pulumi up", { timeout: 90 * 60_000 }, () => {
@@ -105,7 +108,7 @@ describe("the dev stack on three simulated Jetsons under pulumi up", { timeout: 
         stack: STACK,
         stackFile: "Pulumi.dev.yaml",
         config: { hosts: fleet.hostsConfig(), services },
-        secrets: fleet.hostSecrets(),
+        secrets: { ...fleet.hostSecrets(), [`services[${services.length - 1}].environment.PROBE_TOKEN`]: PROBE_TOKEN },
         env: fleet.buildEnv,
       });
       // A key the host already has in daemon.json, which the stack does not manage.
@@ -173,6 +176,11 @@ describe("the dev stack on three simulated Jetsons under pulumi up", { timeout: 
     assert.match(await fleet.exec(host(h3), "dpkg-query -W -f '${Status}' libnvidia-container1"), /^(install|hold) ok installed$/);
 
     await upOk();
+    // The secret environment value reached the probe's container on every host.
+    for (const [i, h] of fleet.hosts.entries()) {
+      const envs = await fleet.exec(h, `docker inspect -f '{{json .Config.Env}}' ${(await containers(i))["probe"]?.id ?? "probe"}`);
+      assert.ok((JSON.parse(envs) as string[]).includes(`PROBE_TOKEN=${PROBE_TOKEN}`), `${h.name}: ${envs}`);
+    }
   });
 
   it("leaves three hosts installed, configured and verified, the planted daemon.json key kept", async () => {
@@ -342,19 +350,24 @@ describe("the dev stack on three simulated Jetsons under pulumi up", { timeout: 
     setProbe(probe.v2);
   });
 
-  it("keeps the private key and the sudo password out of the state, the engine's output and the hosts' process lists", async () => {
-    const state = await storedState(env, STACK);
-    assert.match(state, /"ciphertext": ?"v1:/, "the export holds the secrets encrypted");
-    const backend = filesText(env.stateDir);
-    const keyLines = [fleet.privateKey, rotated.privateKey].flatMap((k) =>
-      k.split("\n").filter((l) => l.length > 20 && !l.startsWith("-----")),
-    );
-    assert.ok(keyLines.length > 0);
+  it("keeps every secret of the stack out of the state, the engine's output, the hosts' files, journals and process lists, and the logs", async () => {
+    const secrets = {
+      "the private key": fleet.privateKey,
+      "the rotated private key": rotated.privateKey,
+      "the sudo password": fleet.sudoPassword,
+      "the probe's PROBE_TOKEN": PROBE_TOKEN,
+    };
     assert.ok(processLists.length > 0 && engineOutput.length > 0);
-    for (const [where, text] of Object.entries({ state, backend, engineOutput, processLists })) {
-      for (const line of keyLines) assert.ok(!text.includes(line), `the private key is in ${where}`);
-      assert.ok(!text.includes(fleet.sudoPassword), `the sudo password is in ${where}`);
-    }
+    assert.match(await storedState(env, STACK), /"ciphertext": ?"v1:/, "the export holds the secrets encrypted");
+    const leaks = await secretLeaks(secrets, {
+      env,
+      stack: STACK,
+      engineOutput,
+      fleet,
+      processLists,
+      neededOnHosts: ["the probe's PROBE_TOKEN"],
+    });
+    assert.deepEqual(leaks, []);
   });
 
   it("destroys the services on every host", async () => {

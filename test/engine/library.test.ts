@@ -8,6 +8,7 @@ import { copyFileSync, existsSync, globSync, mkdirSync, mkdtempSync, readdirSync
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { after, before, describe, it } from "node:test";
+import * as pulumi from "@pulumi/pulumi";
 import { LocalWorkspace, PulumiCommand, type EngineEvent } from "@pulumi/pulumi/automation/index.js";
 import sshpk from "sshpk";
 import { stringify } from "yaml";
@@ -94,15 +95,33 @@ describe("the packed library in a consumer project", { timeout: 15 * 60_000 }, (
       outputs: unknown;
     };
     assert.deepEqual(registered.map((r) => `${r.type} ${r.name}`).sort(), [
-      "command:remote:Command jetson-01-configure-docker",
-      "command:remote:Command jetson-01-facts",
-      "command:remote:Command jetson-01-install-docker",
-      "command:remote:Command jetson-01-install-nvidia-toolkit",
-      "command:remote:Command jetson-01-verify",
+      ...["jetson-01", "jetson-02"].flatMap((h) =>
+        ["configure-docker", "facts", "install-docker", "install-nvidia-toolkit", "verify"].map((s) => `command:remote:Command ${h}-${s}`),
+      ),
+      "consumer:index:AddressLease jetson-02-address",
       "docker-build:index:Image inference-build",
       "jetson:host:JetsonHost jetson-01",
+      "jetson:host:JetsonHost jetson-02",
       "jetson:image:GpuImage inference",
     ]);
+    // The host given as outputs (an address from another resource, key and sudo password from
+    // `config.requireSecret`): its steps reach that address with that key, kept secret, and the
+    // password leads their standard input, a secret too.
+    const secret = (value: unknown) => ({ [pulumi.runtime.specialSigKey]: pulumi.runtime.specialSecretSig, value });
+    const outputsHost = registered.find((r) => r.name === "jetson-02-facts");
+    assert.deepEqual(
+      outputsHost?.inputs["connection"],
+      secret({ host: "10.0.0.22", port: 22, user: "ubuntu", privateKey: key, perDialTimeout: 20, dialErrorLimit: 6 }),
+    );
+    assert.deepEqual(
+      outputsHost?.inputs["stdin"],
+      secret(
+        hostStdin("sudo-password", "consumer-sudo-5d1e", {
+          script: renderHostScript("facts"),
+          create: { DOCKER_PACKAGE: "docker-ce", EXPECTED_L4T: "36.4.3" },
+        }),
+      ),
+    );
     const facts = registered.find((r) => r.name === "jetson-01-facts");
     assert.equal(facts?.inputs["create"], hostCommand("facts", "create", "sudo"));
     // The script, as read from the installed package, and its parameters travel on stdin (a secret).
@@ -110,24 +129,23 @@ describe("the packed library in a consumer project", { timeout: 15 * 60_000 }, (
       (facts?.inputs["stdin"] as { value?: unknown } | undefined)?.value,
       hostStdin("sudo", undefined, { script: renderHostScript("facts"), create: { DOCKER_PACKAGE: "docker-ce", EXPECTED_L4T: "36.4.3" } }),
     );
+    const hostFacts = {
+      l4tRelease: "36.4.3",
+      os: "Ubuntu 22.04.5 LTS",
+      arch: "aarch64",
+      kernel: "5.15.148-tegra",
+      dockerVersion: "",
+      nvidiaToolkitVersion: "",
+      runtimes: ["runc"],
+      defaultRuntime: "runc",
+      dockerDataRoot: "",
+      freeBytes: 21474836480,
+    };
     assert.deepEqual(outputs, {
       ref: `registry.lab:5000/fleet/inference@sha256:${"c".repeat(64)}`,
-      dockerHosts: ["ssh://ubuntu@192.168.50.11:22"],
-      facts: [
-        {
-          l4tRelease: "36.4.3",
-          os: "Ubuntu 22.04.5 LTS",
-          arch: "aarch64",
-          kernel: "5.15.148-tegra",
-          dockerVersion: "",
-          nvidiaToolkitVersion: "",
-          runtimes: ["runc"],
-          defaultRuntime: "runc",
-          dockerDataRoot: "",
-          freeBytes: 21474836480,
-        },
-      ],
-      verification: ["nvidia runtime ok"],
+      dockerHosts: ["ssh://ubuntu@192.168.50.11:22", "ssh://ubuntu@10.0.0.22:22"],
+      facts: [hostFacts, hostFacts],
+      verification: ["nvidia runtime ok", "nvidia runtime ok"],
     });
   });
 

@@ -1,9 +1,11 @@
 import assert from "node:assert/strict";
+import { mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { beforeEach, describe, it } from "node:test";
 import * as pulumi from "@pulumi/pulumi";
 import { StackConfigError } from "../../components/index.ts";
-import { VALID_SECRET_PATHS, validConfig } from "../support/fixtures.ts";
+import { VALID_SECRET_PATHS, rawValues, validConfig } from "../support/fixtures.ts";
 import { ResourceRecorder, importFresh, settle, unwrap, useMockStack } from "../support/mocks.ts";
 
 const PROGRAM = join(import.meta.dirname, "..", "..", "index.ts");
@@ -19,6 +21,15 @@ interface ProgramExports {
   deployTarget: string;
 }
 
+/** Where `secret` is in `value` outside any Pulumi secret, as paths (`spec.template.env[0].value`). */
+function plainPaths(value: unknown, secret: string, path = ""): string[] {
+  if (typeof value === "string") return value.includes(secret) ? [path || "(the value)"] : [];
+  if (value === null || typeof value !== "object") return [];
+  const node = value as Record<string, unknown>;
+  if (node[pulumi.runtime.specialSigKey] === pulumi.runtime.specialSecretSig) return [];
+  return Object.entries(node).flatMap(([k, v]) => plainPaths(v, secret, path ? `${path}.${k}` : k));
+}
+
 const DIGEST = `sha256:${"d".repeat(64)}`;
 const MEDIAMTX = `bluenviron/mediamtx@sha256:${"e".repeat(64)}`;
 
@@ -26,7 +37,7 @@ const MEDIAMTX = `bluenviron/mediamtx@sha256:${"e".repeat(64)}`;
  * Mocks the valid fleet (with `overrides`) and a builder: MediaMTX pinned by digest, since the
  * unit tier asks no registry to resolve a tag; hosts report facts, builds report DIGEST.
  */
-function mockFleet(overrides: Record<string, unknown>): ResourceRecorder {
+function mockFleet(overrides: Record<string, unknown>, secretPaths: Iterable<string> = VALID_SECRET_PATHS): ResourceRecorder {
   const config = {
     ...validConfig(),
     services: validConfig().services?.map((s) => (s.name === "mediamtx" ? { ...s, image: MEDIAMTX } : s)),
@@ -34,7 +45,7 @@ function mockFleet(overrides: Record<string, unknown>): ResourceRecorder {
   };
   process.env["BUILDX_BUILDER"] = "jetson-fleet-unit";
   return useMockStack(
-    { stack: "unit", config, secretPaths: VALID_SECRET_PATHS },
+    { stack: "unit", config, secretPaths },
     new ResourceRecorder((args) =>
       args.name.endsWith("-facts")
         ? { stdout: '{"l4tRelease":"36.4.3"}' }
@@ -132,6 +143,52 @@ describe("index.ts", () => {
       }
     });
   }
+
+  // Where the program finds which values are secret must not matter: run from a directory without
+  // the stack file (an Automation API program, `--config-file`), the engine's word that `services`
+  // holds a secret still keeps a secret environment value out of every input in plain text.
+  for (const target of ["compose", "containers", "kubernetes"] as const) {
+    it(`keeps a secret environment value secret in every input (deploy.target ${target}, stack file elsewhere)`, async () => {
+      const token = "env-secret-7f3a9c2e";
+      const services = validConfig().services?.map((s) =>
+        s.name === "mediamtx" ? { ...s, image: MEDIAMTX } : { ...s, environment: { API_TOKEN: token, LOG_LEVEL: "info" } },
+      );
+      const deploy = { target, ...(target === "kubernetes" ? { kubernetes: { renderYamlToDirectory: "rendered" } } : {}) };
+      const recorder = mockFleet({ services, deploy });
+      const config = { ...validConfig(), services, deploy };
+      pulumi.runtime.setAllConfig(rawValues(config), ["jetson-fleet:hosts", "jetson-fleet:registry", "jetson-fleet:services"]);
+      process.chdir(mkdtempSync(join(tmpdir(), "jetson-fleet-elsewhere-")));
+      const program = await importFresh<ProgramExports>(PROGRAM);
+      await unwrap(pulumi.all([program.serviceResults, program.hostVerification]));
+      await settle();
+      const holders = recorder.resources.filter((r) => JSON.stringify(r.inputs).includes(token)).map((r) => `${r.type} ${r.name}`);
+      assert.ok(holders.length > 0, "some resource gets the value");
+      assert.deepEqual(
+        recorder.resources.flatMap((r) => plainPaths(r.inputs, token).map((p) => `${r.type} ${r.name}: ${p}`)),
+        [],
+        `holders: ${holders.join(", ")}`,
+      );
+    });
+  }
+
+  it("keeps a host address the stack encrypts secret in every input and output", async () => {
+    const address = validConfig().hosts?.[0]?.address as string;
+    const recorder = mockFleet({}, [...VALID_SECRET_PATHS, "hosts[0].address"]);
+    const program = await importFresh<ProgramExports & { serviceEndpoints: Record<string, unknown> }>(PROGRAM);
+    await unwrap(pulumi.all([program.serviceResults, program.hostVerification]));
+    await settle();
+    assert.ok(
+      recorder.resources.some((r) => JSON.stringify(r.inputs).includes(address)),
+      "the steps connect to it",
+    );
+    assert.deepEqual(
+      recorder.resources.flatMap((r) => plainPaths(r.inputs, address).map((p) => `${r.type} ${r.name}: ${p}`)),
+      [],
+    );
+    assert.equal(await pulumi.isSecret(program.dockerHosts), true);
+    assert.equal(await pulumi.isSecret(pulumi.output(program.serviceEndpoints["jetson-01"])), true);
+    assert.equal(await pulumi.isSecret(pulumi.output(program.serviceEndpoints["jetson-02"])), false);
+  });
 
   it("stops on bad config before registering any resource", async () => {
     const config = validConfig() as Record<string, unknown>;

@@ -34,6 +34,7 @@ await pulumi.runtime.setMocks(
       registered.push({ type: args.type, name: args.name, inputs: args.inputs as Record<string, unknown> });
       const outputs: Record<string, unknown> = {};
       if (args.type === "docker-build:index:Image") outputs["digest"] = DIGEST;
+      if (args.type === "consumer:index:AddressLease") outputs["address"] = "10.0.0.22";
       if (args.type === "command:remote:Command")
         outputs["stdout"] = args.name.endsWith("-facts") ? JSON.stringify(FACTS) : "nvidia runtime ok\n";
       return { id: `${args.name}-id`, state: { ...args.inputs, ...outputs } };
@@ -45,7 +46,21 @@ await pulumi.runtime.setMocks(
   false,
 );
 
+// The consumer's own secrets, as `pulumi config set --secret` stores them.
+pulumi.runtime.setAllConfig(
+  { "fleet-consumer:sshKey": process.env["CONSUMER_PRIVATE_KEY"] ?? "", "fleet-consumer:sudoPassword": "consumer-sudo-5d1e" },
+  ["fleet-consumer:sshKey", "fleet-consumer:sudoPassword"],
+);
+
 const { GpuImage, JetsonHost, parseStackConfig } = await import("jetson-fleet");
+
+/** Another resource of the consumer's: the host's address is its output, known only once it exists. */
+class AddressLease extends pulumi.CustomResource {
+  declare readonly address: pulumi.Output<string>;
+  constructor(name: string) {
+    super("consumer:index:AddressLease", name, { address: undefined });
+  }
+}
 
 const config = parseStackConfig({
   project: "fleet-consumer",
@@ -66,6 +81,21 @@ const config = parseStackConfig({
 });
 
 const hosts = config.hosts.map((host) => new JetsonHost(host.name, { host, runtime: config.runtime }));
+// A host held as outputs: no HostSpec.parse, nothing unwrapped.
+const secrets = new pulumi.Config();
+hosts.push(
+  new JetsonHost("jetson-02", {
+    host: {
+      name: "jetson-02",
+      address: new AddressLease("jetson-02-address").address,
+      user: "ubuntu",
+      privateKey: secrets.requireSecret("sshKey"),
+      sudoPassword: secrets.requireSecret("sudoPassword"),
+      l4tRelease: "36.4.3",
+    },
+    runtime: config.runtime,
+  }),
+);
 const image = new GpuImage("inference", { context: "image", repository: "registry.lab:5000/fleet/inference", builderName: "jetson-fleet" });
 
 const outputs = await new Promise<unknown>((resolve) =>
