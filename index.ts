@@ -31,14 +31,15 @@ const login =
   registry?.username !== undefined && registry.password !== undefined
     ? { server: registry.server, username: registry.username, password: registry.password }
     : undefined;
+// An address the stack encrypts stays a secret in the host's inputs and in every output naming it.
+const secretAddress = config.hosts.map((_, i) => isSecretPath(["hosts", i, "address"], config.secretPaths));
 // Hosts are independent: the engine bootstraps them in parallel, and one that fails leaves the
 // others' progress in place.
 const hosts = Object.fromEntries(
   config.hosts.map((host, i) => [
     host.name,
     new JetsonHost(host.name, {
-      // An address the stack encrypts stays a secret in the host's inputs and outputs.
-      host: isSecretPath(["hosts", i, "address"], config.secretPaths) ? { ...host, address: pulumi.secret(host.address) } : host,
+      host: secretAddress[i] ? { ...host, address: pulumi.secret(host.address) } : host,
       runtime: config.runtime,
       production: config.production,
       // The containers mode's Docker provider reaches each host's engine as the login user.
@@ -126,7 +127,7 @@ export const serviceEndpoints = Object.fromEntries(
   deployed && !kubernetes
     ? config.hosts.map((host, i) => {
         const endpoints = serviceEndpointsAt(host.address, config.services);
-        return [host.name, isSecretPath(["hosts", i, "address"], config.secretPaths) ? pulumi.secret(endpoints) : endpoints];
+        return [host.name, secretAddress[i] ? pulumi.secret(endpoints) : endpoints];
       })
     : [],
 );

@@ -59,11 +59,15 @@ export interface MockStack {
  * Installs mocks and config for `stack`, makes a project directory whose stack file marks the
  * secret paths, and makes it the working directory (as `pulumi up` does for the program).
  */
+/** The project directories `useMockStack` made, removed when the test process exits (one listener for all). */
+const projectDirs: string[] = [];
+process.once("exit", () => projectDirs.forEach((dir) => rmSync(dir, { recursive: true, force: true })));
+
 export function useMockStack(spec: MockStack, recorder = new ResourceRecorder()): ResourceRecorder {
   pulumi.runtime.setMocks(recorder, PROJECT, spec.stack, spec.preview ?? false);
   pulumi.runtime.setAllConfig(rawValues(spec.config), []);
   const dir = mkdtempSync(join(tmpdir(), "jetson-fleet-unit-"));
-  process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
+  projectDirs.push(dir);
   const config: Record<string, unknown> = {};
   for (const path of spec.secretPaths ?? []) config[`${PROJECT}:${path}`] = { secure: "v1:mock" };
   writeFileSync(join(dir, `Pulumi.${spec.stack}.yaml`), stringify({ config: securePathsToTree(config) }));
