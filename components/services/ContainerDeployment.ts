@@ -8,7 +8,7 @@ import { DOCKER_PLUGIN_VERSION, dockerSshAgent, dockerSshAgentName, dockerSshOpt
 import { rolloutBatches } from "./rollout.ts";
 import { Service } from "./Service.ts";
 import { checkComposeProject, composeProjectName } from "./compose.ts";
-import { startOrder } from "./spec.ts";
+import { startOrder, startsAfter } from "./spec.ts";
 import type { ServiceHost } from "./hosts.ts";
 
 export interface ContainerDeploymentArgs extends ServiceDeploymentArgs {
@@ -130,7 +130,7 @@ export class ContainerDeployment extends pulumi.ComponentResource {
               service,
               image,
               mode: "containers",
-              after: [...Object.keys(service.dependsOn).flatMap((d) => onHost[d] ?? []), ...previous, ...(host.ready ? [host.ready] : [])],
+              after: [...startsAfter(service).flatMap((d) => onHost[d] ?? []), ...previous, ...(host.ready ? [host.ready] : [])],
               guard: { host, project },
               ...(network ? { network: network.name } : {}),
               ...(secretEnvironment ? { secretEnvironment } : {}),

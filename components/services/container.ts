@@ -89,7 +89,8 @@ export function containerArgs(service: ServiceSpec, options: ContainerArgsOption
     ),
     devices: s.devices.map(parseDevice),
     ...(s.shmSize ? { shmSize: sizeMegabytes(s.shmSize) } : {}),
-    ...(s.ipc ? { ipcMode: s.ipc } : {}),
+    // Compose's `service:<name>` is the Docker API's `container:<name>`: the service's container here.
+    ...(s.ipc ? { ipcMode: s.ipc.startsWith("service:") ? `container:${s.ipc.slice("service:".length)}` : s.ipc } : {}),
     ulimits: Object.entries(s.ulimits).map(([name, v]) => (typeof v === "number" ? { name, soft: v, hard: v } : { name, ...v })),
     ...(s.healthcheck
       ? {

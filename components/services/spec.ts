@@ -106,8 +106,19 @@ export function parseDevice(mapping: string): { hostPath: string; containerPath:
   return { hostPath, containerPath, permissions };
 }
 
-/** Services ordered so every service comes after the ones it depends on (config order otherwise). */
-export function startOrder<T extends Pick<ServiceSpec, "name" | "dependsOn">>(services: readonly T[]): T[] {
+/**
+ * The services a service starts after: its `dependsOn`, and the service whose IPC namespace it
+ * joins (`ipc: service:<name>`), which must be running first (compose orders it the same way).
+ */
+export function startsAfter(service: Pick<ServiceSpec, "dependsOn"> & { readonly ipc?: string | undefined }): string[] {
+  const ipc = service.ipc?.startsWith("service:") ? [service.ipc.slice("service:".length)] : [];
+  return [...new Set([...Object.keys(service.dependsOn), ...ipc])];
+}
+
+/** Services ordered so every service comes after the ones it starts after (`startsAfter`; config order otherwise). */
+export function startOrder<T extends Pick<ServiceSpec, "name" | "dependsOn"> & { readonly ipc?: string | undefined }>(
+  services: readonly T[],
+): T[] {
   const byName = new Map(services.map((s) => [s.name, s]));
   const out: T[] = [];
   const state = new Map<string, "visiting" | "done">();
@@ -119,7 +130,7 @@ export function startOrder<T extends Pick<ServiceSpec, "name" | "dependsOn">>(se
       );
     }
     state.set(s.name, "visiting");
-    for (const dep of Object.keys(s.dependsOn)) {
+    for (const dep of startsAfter(s)) {
       const d = byName.get(dep);
       if (!d) throw new ServiceArgsError(`service "${s.name}" depends on "${dep}", which is not defined`);
       visit(d, [...path, s.name]);

@@ -139,6 +139,12 @@ describe("services: pure helpers", () => {
       order.map((s) => s.name),
       ["mediamtx", "inference", "ui"],
     );
+    // Joining another service's IPC namespace starts after it, as compose does.
+    const joined = startOrder([ServiceSpec.parse({ name: "worker", image: "x:1", ipc: "service:broker" }), svc("broker")]);
+    assert.deepEqual(
+      joined.map((s) => s.name),
+      ["broker", "worker"],
+    );
     assert.throws(() => startOrder([svc("a", { b: "started" }), svc("b", { a: "healthy" })]), {
       name: "ServiceArgsError",
       message: "services depend on each other in a cycle: a -> b -> a; expected no cycles in dependsOn",

@@ -107,6 +107,7 @@ const TABLE: [Record<string, unknown>, Record<string, unknown>, Record<string, u
   ],
   [{ shmSize: "2g" }, { shm_size: "2g" }, { shmSize: 2048 }],
   [{ ipc: "host" }, { ipc: "host" }, { ipcMode: "host" }],
+  [{ ipc: "service:mediamtx" }, { ipc: "service:mediamtx" }, { ipcMode: "container:mediamtx" }],
   [
     { ulimits: { memlock: -1, nofile: { soft: 1024, hard: 4096 } } },
     { ulimits: { memlock: -1, nofile: { soft: 1024, hard: 4096 } } },
