@@ -11,11 +11,14 @@ import { after, before, describe, it } from "node:test";
 import { startBuildkit, type Buildkit } from "../support/buildkit.ts";
 import { REPO, engineStack, type EngineStack } from "../support/engine.ts";
 import { pushBaseImages, type BaseImageArgs } from "../support/images.ts";
+import { secretLeaks } from "../support/secrets.ts";
 import { run, scratchDir, startAuthRegistry, type AuthRegistry } from "../support/services.ts";
 
 const USERNAME = "fleet-ci";
 const PASSWORD = "engine-registry-pass-7f3a9c";
 const WRONG_PASSWORD = "not-the-password-41d2e8";
+/** The build secret the secret test's RUN step mounts. */
+const BUILD_SECRET = "build-secret-3e9b1f07c2";
 
 /** The manifest digest the registry reports, read by an independent client. */
 async function registryDigest(reg: AuthRegistry, ref: string): Promise<string> {
@@ -59,6 +62,13 @@ describe("GpuImage under the real engine", () => {
   /** A copy of images/inference the tests change. */
   let context: string;
   const stacks: EngineStack[] = [];
+  /** Everything the engine printed, for the secret search. */
+  let engineOutput = "";
+  async function up(env: EngineStack) {
+    const result = await env.stack.up({ color: "never" });
+    engineOutput += result.stdout + result.stderr;
+    return result;
+  }
 
   async function imageStack(
     stack: string,
@@ -105,7 +115,7 @@ describe("GpuImage under the real engine", () => {
   it("up builds and pushes; the output digest is the registry's", async () => {
     const env = await imageStack("image", "engine", PASSWORD);
     const start = performance.now();
-    const result = await env.stack.up({ color: "never" });
+    const result = await up(env);
     console.log(`image up: ${((performance.now() - start) / 1000).toFixed(1)} s`);
     const digest = result.outputs["digest"]?.value as string;
     const ref = result.outputs["ref"]?.value as string;
@@ -124,7 +134,7 @@ describe("GpuImage under the real engine", () => {
     await registry.quiet();
     const uploadsBefore = registry.uploadedBlobs().length;
     const start = performance.now();
-    const result = await env.stack.up({ color: "never" });
+    const result = await up(env);
     console.log(`no-op up: ${((performance.now() - start) / 1000).toFixed(1)} s`);
     await registry.quiet();
     assert.deepEqual(registry.uploadedBlobs().slice(uploadsBefore), [], "no blob uploaded");
@@ -141,7 +151,7 @@ describe("GpuImage under the real engine", () => {
     appendFileSync(join(context, "service", "server.py"), "\n# an app-only change: the engine test's second revision\n");
     await registry.quiet();
     const uploadsBefore = registry.uploadedBlobs().length;
-    const result = await env.stack.up({ color: "never" });
+    const result = await up(env);
     const digest = result.outputs["digest"]?.value as string;
     assert.notEqual(digest, first.digest);
     assert.equal(await registryDigest(registry, `${registry.server}/inference:engine`), digest);
@@ -178,12 +188,12 @@ describe("GpuImage under the real engine", () => {
 
     // The gap users report: a plain preview does not build, so it cannot see the problem.
     const plain = await imageStack("broken-plain", "broken", PASSWORD, { context: broken });
-    const ok = await plain.stack.preview({ color: "never" });
+    const ok = await plain.stack.preview({ color: "never", onOutput: (o) => (engineOutput += o) });
     assert.equal(ok.changeSummary["create"], 3, JSON.stringify(ok.changeSummary));
 
     const checked = await imageStack("broken-checked", "broken", PASSWORD, { context: broken, buildOnPreview: true });
     let output = "";
-    const err = await checked.stack.preview({ color: "never", onOutput: (o) => (output += o) }).then(
+    const err = await checked.stack.preview({ color: "never", onOutput: (o) => ((output += o), (engineOutput += o)) }).then(
       () => assert.fail("preview should fail"),
       (e: unknown) => e as Error,
     );
@@ -194,7 +204,7 @@ describe("GpuImage under the real engine", () => {
   });
 
   it("a build secret reaches its RUN step and no layer, history or state", async () => {
-    const secret = "build-secret-3e9b1f07c2";
+    const secret = BUILD_SECRET;
     const secretContext = join(scratchDir("secret"), "inference");
     mkdirSync(secretContext, { recursive: true });
     // The step records the secret's hash (proof it was mounted), never the secret.
@@ -208,7 +218,7 @@ describe("GpuImage under the real engine", () => {
       ].join("\n"),
     );
     const env = await imageStack("secret", "secret", PASSWORD, { context: secretContext, buildSecret: secret });
-    const result = await env.stack.up({ color: "never" });
+    const result = await up(env);
     const ref = `${registry.server}/inference@${result.outputs["digest"]?.value as string}`;
 
     const blobs = join(scratchDir("secret-blobs"), "image");
@@ -245,7 +255,7 @@ describe("GpuImage under the real engine", () => {
   it("a wrong registry password fails with an error that does not show the password", async () => {
     const env = await imageStack("wrong", "wrong", WRONG_PASSWORD);
     let output = "";
-    const err = await env.stack.up({ color: "never", onOutput: (o) => (output += o) }).then(
+    const err = await env.stack.up({ color: "never", onOutput: (o) => ((output += o), (engineOutput += o)) }).then(
       () => assert.fail("up should fail"),
       (e: unknown) => e as Error,
     );
@@ -261,5 +271,11 @@ describe("GpuImage under the real engine", () => {
     assert.match(text, /401 Unauthorized|unauthorized|authentication required|failed to authorize/i, text);
     assert.ok(!text.includes(WRONG_PASSWORD), "the wrong password is not shown");
     assert.ok(!text.includes(PASSWORD), "the real password is not shown");
+  });
+
+  it("keeps the registry passwords and the build secret out of every stack's state, the engine's output and the logs", async () => {
+    assert.ok(engineOutput.length > 0 && stacks.length > 0);
+    const secrets = { "the registry password": PASSWORD, "the wrong registry password": WRONG_PASSWORD, "the build secret": BUILD_SECRET };
+    for (const env of stacks) assert.deepEqual(await secretLeaks(secrets, { env, stack: env.stack.name, engineOutput }), []);
   });
 });

@@ -26,6 +26,7 @@ import {
   type SettingDifference,
 } from "../support/inspect.ts";
 import type { SimHost } from "../support/jetson-sim.ts";
+import { secretLeaks } from "../support/secrets.ts";
 
 const MODES = ["compose", "containers"] as const;
 type Mode = (typeof MODES)[number];
@@ -139,10 +140,13 @@ describe("one spec, two modes, same result", { timeout: 120 * 60_000 }, () => {
     await fleet?.stop();
   });
 
+  /** Everything the engine printed, for the secret search. */
+  let engineOutput = "";
   /** `pulumi up` of a mode's stack: its seconds and the changes by operation. */
   async function up(mode: Mode): Promise<{ seconds: number; changes: Record<string, number> }> {
     const start = performance.now();
     const result = await env(mode).stack.up({ color: "never" });
+    engineOutput += result.stdout + result.stderr;
     return { seconds: (performance.now() - start) / 1000, changes: result.summary.resourceChanges ?? {} };
   }
   const nonSame = (changes: Record<string, number>) => Object.entries(changes).filter(([op]) => op !== "same");
@@ -310,4 +314,12 @@ describe("one spec, two modes, same result", { timeout: 120 * 60_000 }, () => {
       }
     }
   }
+
+  it("keeps the private key and the sudo password out of both stacks' state, the engine's output, the hosts and the logs", async () => {
+    assert.ok(engineOutput.length > 0);
+    const secrets = { "the private key": fleet.privateKey, "the sudo password": fleet.sudoPassword };
+    for (const mode of MODES) {
+      assert.deepEqual(await secretLeaks(secrets, { env: env(mode), stack: `modes-${mode}`, engineOutput, fleet }), [], mode);
+    }
+  });
 });
