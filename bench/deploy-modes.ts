@@ -8,24 +8,12 @@
 import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse, stringify } from "yaml";
-import { REPO, engineStack } from "../test/support/engine.ts";
-import { pushProbe, startDevFleet } from "../test/support/fleet.ts";
+import { engineStack } from "../test/support/engine.ts";
+import { PROBE_PORT, devServicesWithProbe, pushProbe, startDevFleet } from "../test/support/fleet.ts";
 import { loadLoop, type LoadFigures } from "../test/support/load.ts";
 
-const PROBE_PORT = 18080;
-const dev = parse(readFileSync(join(REPO, "Pulumi.dev.yaml"), "utf8")) as { config: Record<string, unknown> };
-const defaults = dev.config["jetson-fleet:services"] as Record<string, unknown>[];
 const probe = await pushProbe("bench");
-const services = (image: string) => [
-  ...defaults,
-  {
-    name: "probe",
-    image,
-    ports: [{ target: 8080, published: PROBE_PORT }],
-    healthcheck: { test: ["CMD", "/web-probe", "probe"], interval: "1s", timeout: "2s", retries: 2, startPeriod: "2s" },
-    resources: { cpus: 0.25, memory: "64m" },
-  },
-];
+const services = (image: string) => devServicesWithProbe(image, { resources: { cpus: 0.25, memory: "64m" } });
 const load = (l: readonly LoadFigures[]) =>
   l.map((f, i) => `host ${i + 1}: ${f.failed}/${f.requests} failed, longest gap ${(f.longestGapMs / 1000).toFixed(2)} s`).join("; ");
 const figures: Record<string, Record<string, number>> = {};

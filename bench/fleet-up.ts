@@ -8,12 +8,8 @@ import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { parse, stringify } from "yaml";
 import { REPO, engineStack, type EngineStack } from "../test/support/engine.ts";
-import { startDevFleet, type DevFleet } from "../test/support/fleet.ts";
+import { PROBE_PORT, devServicesWithProbe, startDevFleet, type DevFleet } from "../test/support/fleet.ts";
 import { docker, pushedDigest, run } from "../test/support/services.ts";
-
-const PROBE_PORT = 18080;
-const dev = parse(readFileSync(join(REPO, "Pulumi.dev.yaml"), "utf8")) as { config: Record<string, unknown> };
-const defaults = dev.config["jetson-fleet:services"] as Record<string, unknown>[];
 
 async function probeRelease(version: string): Promise<string> {
   const tag = `127.0.0.1:5000/bench/web-probe:${version}`;
@@ -22,15 +18,7 @@ async function probeRelease(version: string): Promise<string> {
   return pushedDigest(tag);
 }
 
-const services = (probe: string) => [
-  ...defaults,
-  {
-    name: "probe",
-    image: probe,
-    ports: [{ target: 8080, published: PROBE_PORT }],
-    healthcheck: { test: ["CMD", "/web-probe", "probe"], interval: "1s", timeout: "2s", retries: 2, startPeriod: "2s" },
-  },
-];
+const services = (probe: string) => devServicesWithProbe(probe);
 
 async function timed(what: string, fn: () => Promise<unknown>): Promise<number> {
   const start = performance.now();

@@ -12,19 +12,16 @@ import { homedir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import type { EngineEvent } from "@pulumi/pulumi/automation/index.js";
-import { parse } from "yaml";
 import { dockerSshAgentName } from "../../components/index.ts";
-import { editStackConfig, engineStack, REPO, storedState, type EngineStack } from "../support/engine.ts";
-import { pushProbe, startDevFleet, type DevFleet, type Probe } from "../support/fleet.ts";
+import { editStackConfig, engineStack, storedState, type EngineStack } from "../support/engine.ts";
+import { PROBE_PORT, devServicesWithProbe, pushProbe, startDevFleet, type DevFleet, type Probe } from "../support/fleet.ts";
 import type { SimHost } from "../support/jetson-sim.ts";
 import { loadLoop, type LoadFigures } from "../support/load.ts";
 import { secretLeaks } from "../support/secrets.ts";
 
 const STACK = "containers";
-const PROBE_PORT = 18080;
 /** A secret environment value of the probe service (`--secret --path`), which only its container may see. */
 const PROBE_TOKEN = "ctr-probe-token-0b8e6f13";
-const probeHealth = { test: ["CMD", "/web-probe", "probe"], interval: "1s", timeout: "2s", retries: 2, startPeriod: "2s" };
 
 /** What `docker inspect` says about one container, the parts these tests look at. */
 interface Running {
@@ -107,8 +104,6 @@ describe("the containers mode on three simulated Jetsons under pulumi up", { tim
 
   before(
     async () => {
-      const dev = parse(readFileSync(join(REPO, "Pulumi.dev.yaml"), "utf8")) as { config: Record<string, unknown> };
-      const defaults = dev.config["jetson-fleet:services"] as Record<string, unknown>[];
       fleet = await startDevFleet({
         prefix: "jetson-ctr",
         addressNet: "127.0.4",
@@ -116,17 +111,7 @@ describe("the containers mode on three simulated Jetsons under pulumi up", { tim
         publish: `8080 8554 8889 8189/udp 8088 ${PROBE_PORT}`,
       });
       probe = await pushProbe("containers");
-      services = [
-        ...defaults,
-        {
-          name: "probe",
-          image: probe.v1,
-          ports: [{ target: 8080, published: PROBE_PORT }],
-          environment: { PROBE_MODE: "steady" },
-          healthcheck: probeHealth,
-          resources: { cpus: 0.25, memory: "64m" },
-        },
-      ];
+      services = devServicesWithProbe(probe.v1, { environment: { PROBE_MODE: "steady" }, resources: { cpus: 0.25, memory: "64m" } });
       env = await engineStack({
         stack: STACK,
         stackFile: "Pulumi.dev.yaml",

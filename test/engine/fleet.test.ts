@@ -7,22 +7,25 @@
 // first batch. Every secret is searched for in the state, the engine's output and the hosts'
 // process lists.
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { parse } from "yaml";
-import { editStackConfig, engineStack, REPO, storedState, type EngineStack } from "../support/engine.ts";
-import { pushProbe, sampleProcessLists, startDevFleet, type DevFleet, type Probe } from "../support/fleet.ts";
+import { editStackConfig, engineStack, storedState, type EngineStack } from "../support/engine.ts";
+import {
+  PROBE_PORT,
+  devServicesWithProbe,
+  pushProbe,
+  sampleProcessLists,
+  startDevFleet,
+  type DevFleet,
+  type Probe,
+} from "../support/fleet.ts";
 import { ed25519KeyPair } from "../support/fixtures.ts";
 import type { SimHost } from "../support/jetson-sim.ts";
 import { secretLeaks } from "../support/secrets.ts";
 import { docker } from "../support/services.ts";
 
 const STACK = "fleet";
-const PROBE_PORT = 18080;
 /** A secret environment value of the probe service (`--secret --path`), which only its container may see. */
 const PROBE_TOKEN = "probe-token-41c7e9d25b";
-const probeHealth = { test: ["CMD", "/web-probe", "probe"], interval: "1s", timeout: "2s", retries: 2, startPeriod: "2s" };
 
 describe("the dev stack on three simulated Jetsons under pulumi up", { timeout: 90 * 60_000 }, () => {
   let fleet: DevFleet;
@@ -85,8 +88,6 @@ describe("the dev stack on three simulated Jetsons under pulumi up", { timeout: 
 
   before(
     async () => {
-      const dev = parse(readFileSync(join(REPO, "Pulumi.dev.yaml"), "utf8")) as { config: Record<string, unknown> };
-      const defaults = dev.config["jetson-fleet:services"] as Record<string, unknown>[];
       fleet = await startDevFleet({
         prefix: "jetson-engine",
         addressNet: "127.0.2",
@@ -94,16 +95,7 @@ describe("the dev stack on three simulated Jetsons under pulumi up", { timeout: 
         publish: `8080 8554 8889 8189/udp 8088 ${PROBE_PORT}`,
       });
       probe = await pushProbe("engine");
-      services = [
-        ...defaults,
-        {
-          name: "probe",
-          image: probe.v1,
-          ports: [{ target: 8080, published: PROBE_PORT }],
-          healthcheck: probeHealth,
-          resources: { cpus: 0.25, memory: "64m" },
-        },
-      ];
+      services = devServicesWithProbe(probe.v1, { resources: { cpus: 0.25, memory: "64m" } });
       env = await engineStack({
         stack: STACK,
         stackFile: "Pulumi.dev.yaml",

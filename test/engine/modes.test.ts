@@ -9,12 +9,9 @@
 // waiting for a decision, and what one mode cannot express. Also measured: each mode's first and
 // no-op `up` (printed, never asserted on); a no-op `up` changes nothing and recreates no container.
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
-import { parse } from "yaml";
-import { engineStack, REPO, type EngineStack } from "../support/engine.ts";
-import { pushProbe, startDevFleet, type DevFleet } from "../support/fleet.ts";
+import { engineStack, type EngineStack } from "../support/engine.ts";
+import { PROBE_PORT, devServicesWithProbe, pushProbe, startDevFleet, type DevFleet } from "../support/fleet.ts";
 import {
   SETTING_GROUPS,
   cell,
@@ -31,8 +28,6 @@ import { secretLeaks } from "../support/secrets.ts";
 const MODES = ["compose", "containers"] as const;
 type Mode = (typeof MODES)[number];
 const SERVICES = ["inference", "mediamtx", "web-ui", "probe"] as const;
-const PROBE_PORT = 18080;
-const probeHealth = { test: ["CMD", "/web-probe", "probe"], interval: "1s", timeout: "2s", retries: 2, startPeriod: "2s" };
 /** The compose project of the compose-mode stack on its host: `jetson-fleet-<stack>`. */
 const COMPOSE_NETWORK = "jetson-fleet-modes-compose_default";
 /** The containers-mode stack's network on its host: `<project>_containers`. */
@@ -95,8 +90,6 @@ describe("one spec, two modes, same result", { timeout: 120 * 60_000 }, () => {
 
   before(
     async () => {
-      const dev = parse(readFileSync(join(REPO, "Pulumi.dev.yaml"), "utf8")) as { config: Record<string, unknown> };
-      const defaults = dev.config["jetson-fleet:services"] as Record<string, unknown>[];
       fleet = await startDevFleet({
         prefix: "jetson-modes",
         addressNet: "127.0.5",
@@ -105,16 +98,7 @@ describe("one spec, two modes, same result", { timeout: 120 * 60_000 }, () => {
         publish: `8080 8554 8889 8189/udp 8088 ${PROBE_PORT}`,
       });
       const probe = await pushProbe("modes");
-      const services = [
-        ...defaults,
-        {
-          name: "probe",
-          image: probe.v1,
-          ports: [{ target: 8080, published: PROBE_PORT }],
-          healthcheck: probeHealth,
-          resources: { cpus: 0.25, memory: "64m" },
-        },
-      ];
+      const services = devServicesWithProbe(probe.v1, { resources: { cpus: 0.25, memory: "64m" } });
       const secrets = fleet.hostSecrets();
       for (const [i, mode] of MODES.entries()) {
         envs[mode] = await engineStack({

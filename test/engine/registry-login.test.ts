@@ -13,17 +13,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { editStackConfig, engineStack, REPO, storedState, type EngineStack } from "../support/engine.ts";
-import { sampleProcessLists, startDevFleet, type DevFleet } from "../support/fleet.ts";
+import { PROBE_PORT, probeService, sampleProcessLists, startDevFleet, type DevFleet } from "../support/fleet.ts";
 import type { SimHost } from "../support/jetson-sim.ts";
 import { secretLeaks } from "../support/secrets.ts";
 import { run, scratchDir, startAuthRegistry, type AuthRegistry } from "../support/services.ts";
 
 const STACK = "login";
 const PROJECT = `jetson-fleet-${STACK}`;
-const PROBE_PORT = 18080;
 const DEV_REGISTRY = "127.0.0.1:5000";
 const USERNAME = "fleet-puller";
-const probeHealth = { test: ["CMD", "/web-probe", "probe"], interval: "1s", timeout: "2s", retries: 2, startPeriod: "2s" };
 
 /**
  * A password with characters a shell or JSON would mangle; `core` is its random part, which any
@@ -195,7 +193,7 @@ describe("registry login on a simulated Jetson under pulumi up", { timeout: 60 *
           images: [],
           services: [
             // By tag: the program resolves it to a digest with the stack's credentials.
-            { name: "probe", image: `${repository}:1.0.0`, ports: [{ target: 8080, published: PROBE_PORT }], healthcheck: probeHealth },
+            probeService(`${repository}:1.0.0`),
           ],
         },
         secrets: { ...fleet.hostSecrets(), "registry.password": passwords[0].value },

@@ -9,6 +9,7 @@ import { join } from "node:path";
 import { REPO } from "./engine.ts";
 import { stopSims, type SimHost } from "./jetson-sim.ts";
 import { DOCKER, docker, pushedDigest, run } from "./services.ts";
+import { parse } from "yaml";
 
 export interface DevFleetOptions {
   /** Container name prefix of the sims. @example "jetson-engine" */
@@ -179,6 +180,22 @@ export function sampleProcessLists(fleet: DevFleet, intervalMs = 200): { stop():
       return samples;
     },
   };
+}
+
+/** The host port the engine tests and benches publish the web-probe service on. */
+export const PROBE_PORT = 18080;
+/** The web-probe's health check: its own probe command, quick enough for rollout tests. */
+export const PROBE_HEALTHCHECK = { test: ["CMD", "/web-probe", "probe"], interval: "1s", timeout: "2s", retries: 2, startPeriod: "2s" };
+
+/** The web-probe service running `image` on PROBE_PORT, with `extra` settings (resources, environment). */
+export function probeService(image: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return { name: "probe", image, ports: [{ target: 8080, published: PROBE_PORT }], healthcheck: PROBE_HEALTHCHECK, ...extra };
+}
+
+/** The dev stack's services (`Pulumi.dev.yaml`) and, last, `probeService(image, extra)`. */
+export function devServicesWithProbe(image: string, extra: Record<string, unknown> = {}): Record<string, unknown>[] {
+  const dev = parse(readFileSync(join(REPO, "Pulumi.dev.yaml"), "utf8")) as { config: Record<string, unknown> };
+  return [...(dev.config["jetson-fleet:services"] as Record<string, unknown>[]), probeService(image, extra)];
 }
 
 /** web-probe releases pushed to the dev registry, by digest: two good ones and one whose health check fails. */
