@@ -10,6 +10,8 @@ import {
   dockerSshAgent,
   gpuImageArgs,
   isSecretPath,
+  durationSeconds,
+  pinProxyImage,
   pinServiceImages,
   readBuildEnvironment,
   readStackConfig,
@@ -18,6 +20,7 @@ import {
   serviceEndpointsAt,
   serviceHostOf,
   stackFileName,
+  updatePlans,
 } from "./components/index.ts";
 
 const config = readStackConfig();
@@ -74,8 +77,13 @@ export const imageRefs = pulumi.all(built);
 const kubernetes = config.deploy.target === "kubernetes";
 const deployed = config.services.length > 0 && (kubernetes || config.hosts.length > 0);
 // Kubernetes manifests take digests only: KubernetesFleet refuses a tag there before anything is sent.
-const serviceImageRefs =
-  deployed && !kubernetes ? pinServiceImages(config.services, built, registryResolver(login ? { [login.server]: login } : {})) : {};
+const resolver = registryResolver(login ? { [login.server]: login } : {});
+const serviceImageRefs = deployed && !kubernetes ? pinServiceImages(config.services, built, resolver) : {};
+// The hosts' proxy, pinned the same way: their blue-green services switch behind it.
+const proxy =
+  deployed && !kubernetes && config.proxy
+    ? { image: pinProxyImage(config.proxy, built, resolver), drainTimeoutSeconds: durationSeconds(config.proxy.drainTimeout) }
+    : undefined;
 // Which environment values are secrets comes with the config: it knows what the stack encrypts.
 const secretEnvironment = secretEnvironmentOf(config.services, config.secretPaths);
 const targets = Object.entries(hosts).map(([name, host]) => serviceHostOf(name, host));
@@ -85,6 +93,7 @@ const deployArgs = {
   images: serviceImageRefs,
   secretEnvironment,
   maxUnavailable: config.deploy.rollout.maxUnavailable,
+  ...(proxy ? { proxy } : {}),
 };
 let results: pulumi.Output<Record<string, string>> = pulumi.output<Record<string, string>>({});
 if (deployed) {
@@ -135,6 +144,10 @@ export const serviceEndpoints = Object.fromEntries(
 export const serviceResults = results;
 /** Each service's image, pinned by digest (`repository@sha256:…`), by service name. */
 export const serviceImages = pulumi.all(serviceImageRefs);
+/** The hosts' proxy image, pinned by digest (`repository@sha256:…`), when the stack has one. */
+export const proxyImage = proxy?.image;
+/** How each service is updated on its hosts (`blue-green` or `recreate`) and why, by service name; none on Kubernetes. */
+export const serviceUpdates = kubernetes ? {} : updatePlans(config.services, proxy !== undefined);
 /** Services deployed to every host. */
 export const services = config.services.map((s) => s.name);
 /** Where services run: compose, containers or kubernetes. */

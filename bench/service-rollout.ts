@@ -10,6 +10,7 @@
 //   node bench/service-rollout.ts [ROUNDS]
 import { ServiceSpec, renderComposeFile } from "../components/index.ts";
 import { ssh } from "../test/support/jetson-sim.ts";
+import { curlLoadScript, loadFigures, parseCurlSamples, type LoadFigures } from "../test/support/load.ts";
 import { startServiceHosts } from "../test/support/service-hosts.ts";
 
 const PORT = 18090;
@@ -30,39 +31,19 @@ const spec = (image: string) =>
     { probe: image },
   );
 
-// Requests back to back from the host itself, each line "<epoch ms> <version answered | fail>",
-// until the stop file appears. (Each request is a curl process: on a busy machine that alone
-// spaces them by a few hundred ms, which bounds how finely a gap is seen; the no-op rows show it.)
-const LOAD = `rm -f /tmp/load.stop; while [ ! -e /tmp/load.stop ]; do
-  v=$(curl -sf -m 1 http://127.0.0.1:${PORT}/) || v=fail
-  echo "$(date +%s%3N) $v"
-done`;
+// Requests back to back from the host itself (the port is the host's own, not published to this
+// machine, so startLoad cannot reach it from here): each line says when a curl finished, what it
+// answered and how long it took, until the stop file appears. (Each request is a curl process: on
+// a busy machine that alone spaces them by a few hundred ms, which bounds how finely a gap is
+// seen; the no-op rows show it.) loadFigures reads the lines as startLoad's samples; the apply's
+// start is the mark: before it is steady state.
+const LOAD = curlLoadScript(`http://127.0.0.1:${PORT}/`);
 
-interface LoadFigures {
-  requests: number;
-  failed: number;
-  longestGapMs: number;
-  /** From the first to the last answer of the broken release (3.0.0), or 0. */
-  brokenServedMs: number;
-}
-
-function figures(lines: string): LoadFigures {
-  const samples = lines
-    .trim()
-    .split("\n")
-    .map((l) => l.split(" "))
-    .map(([t, r]) => ({ t: Number(t), ok: r !== "fail", version: r }));
-  const broken = samples.filter((s) => s.version === "3.0.0").map((s) => s.t);
-  const brokenServedMs = broken.length > 0 ? Math.max(...broken) - Math.min(...broken) : 0;
-  let lastOk: number | undefined;
-  let longestGapMs = 0;
-  for (const s of samples) {
-    if (!s.ok) continue;
-    if (lastOk !== undefined) longestGapMs = Math.max(longestGapMs, s.t - lastOk);
-    lastOk = s.t;
-  }
-  return { requests: samples.length, failed: samples.filter((s) => !s.ok).length, longestGapMs, brokenServedMs };
-}
+/** From the first to the last answer of the broken release (3.0.0), or 0. */
+const brokenServedMs = (f: LoadFigures) => {
+  const served = f.answeredFrom["3.0.0"];
+  return served ? served.last - served.first : 0;
+};
 
 const env = await startServiceHosts(1, "jf6-bench");
 try {
@@ -71,17 +52,21 @@ try {
   const underLoad = async (file: string) => {
     const load = ssh(env.fleet, host, LOAD);
     await new Promise((r) => setTimeout(r, 1000));
+    // The sim shares this machine's clock, so a mark taken here lines up with the host's `date`.
+    const marks = [{ label: "apply", t: Date.now() }];
     const start = performance.now();
     const result = await env.apply(host, file);
     const seconds = (performance.now() - start) / 1000;
     await new Promise((r) => setTimeout(r, 1000));
     await ssh(env.fleet, host, "touch /tmp/load.stop");
-    return { result, seconds, load: figures((await load).stdout) };
+    return { result, seconds, load: loadFigures(parseCurlSamples((await load).stdout), marks) };
   };
-  const print = (label: string, r: Awaited<ReturnType<typeof underLoad>>) =>
+  const print = (label: string, r: Awaited<ReturnType<typeof underLoad>>) => {
+    const broken = brokenServedMs(r.load);
     console.log(
-      `${label.padEnd(38)} exit ${r.result.code}  apply ${r.seconds.toFixed(1).padStart(5)} s  requests ${String(r.load.requests).padStart(4)}  failed ${String(r.load.failed).padStart(3)}  longest gap ${(r.load.longestGapMs / 1000).toFixed(2)} s${r.load.brokenServedMs ? `  broken release served ${(r.load.brokenServedMs / 1000).toFixed(2)} s` : ""}`,
+      `${label.padEnd(38)} exit ${r.result.code}  apply ${r.seconds.toFixed(1).padStart(5)} s  requests ${String(r.load.requests).padStart(4)}  failed ${String(r.load.failed).padStart(3)}  longest gap ${(r.load.longestGapMs / 1000).toFixed(2)} s${broken ? `  broken release served ${(broken / 1000).toFixed(2)} s` : ""}`,
     );
+  };
   for (let i = 1; i <= rounds; i++) {
     const first = await env.apply(host, spec(v1));
     if (first.code !== 0) throw new Error(`deploying v1 failed: ${first.stderr}`);

@@ -140,11 +140,22 @@ push_stand_ins() {
   done <<<"$vars"
 }
 
+# The blue/green proxy (images/proxy): in as jetson-fleet/proxy:<HAProxy version>, the reference
+# the dev stack's proxy config names.
+push_proxy() {
+  local line image
+  line=$(images/proxy/build.sh | tail -n 1)
+  [[ $line =~ ^PROXY_IMAGE=(jetson-fleet/proxy:([0-9.]+)-[0-9a-f]{12})$ ]] || { log "images/proxy/build.sh printed '$line'"; exit 1; }
+  image=${BASH_REMATCH[1]}
+  skopeo copy --quiet --dest-tls-verify=false "docker-daemon:$image" "docker://$REGISTRY/jetson-fleet/proxy:${BASH_REMATCH[2]}" >&2
+}
+
 case ${1:-} in
   start)
     start_registry
     push_bases
     push_stand_ins
+    push_proxy
     mkdir -p "$dir/bk"
     export BUILDX_CONFIG=$dir/buildx
     builder=$(tools/buildkit.sh start "$dir/bk" "$REGISTRY" | tail -n 1)

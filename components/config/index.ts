@@ -2,3 +2,4 @@ export * from "./formats.ts";
 export * from "./docker.ts";
 export * from "./schema.ts";
 export * from "./load.ts";
+export * from "./update.ts";

@@ -6,6 +6,7 @@ import { isIP } from "node:net";
 import { z } from "zod";
 import { MANAGED_DAEMON_KEYS, containerPath } from "./docker.ts";
 import { undigestedImageProblem, unpinnedImageProblem } from "./formats.ts";
+import { PROXY_SERVICE, blueGreenRefusal, updatePlan } from "./update.ts";
 
 /** A zod refinement from a function that says what is wrong with a text, or nothing. */
 export function checked(problem: (value: string) => string | undefined) {
@@ -61,6 +62,11 @@ export function refineService(value: unknown, ctx: z.RefinementCtx): void {
       if (p["hostIp"] !== undefined) {
         refuse(ctx, ["ports", i, "hostIp"], "a host-network service binds the addresses it listens on itself; expected hostIp left out");
       }
+    }
+  }
+  for (const [i, p] of entries(svc["ports"])) {
+    if (p["protocol"] === "udp" && p["appProtocol"] !== undefined) {
+      refuse(ctx, ["ports", i, "appProtocol"], "a UDP port carries no HTTP or TCP stream; expected appProtocol left out (or protocol tcp)");
     }
   }
   // Docker refuses a container with two mounts at one path ("Duplicate mount point").
@@ -192,8 +198,28 @@ function refineServices(cfg: Loose, ctx: z.RefinementCtx): void {
     services.flatMap(([i, s]): [string, [number, Loose]][] => (text(s["name"]) ? [[text(s["name"]) ?? "", [i, s]]] : [])),
   );
   const dependsOn = (s: Loose) => (isObject(s["dependsOn"]) ? s["dependsOn"] : {});
+  const proxy = cfg["proxy"] !== undefined;
+  const perHost = !isObject(cfg["deploy"]) || cfg["deploy"]["target"] !== "kubernetes";
   for (const [si, svc] of services) {
     const name = text(svc["name"]);
+    if (name === PROXY_SERVICE) {
+      refuse(ctx, ["services", si, "name"], `"${PROXY_SERVICE}" is the name of the stack's proxy on every host; expected another name`);
+    }
+    const refusal =
+      svc["update"] === "blue-green" && perHost
+        ? blueGreenRefusal(
+            svc,
+            services.map(([, s]) => s),
+            proxy,
+          )
+        : undefined;
+    if (refusal !== undefined) {
+      refuse(
+        ctx,
+        ["services", si, "update"],
+        `"blue-green" cannot work for service "${name ?? si}": ${refusal}; expected "recreate"${refusal.includes("jetson-fleet:proxy") ? ", or a proxy (proxy.image or proxy.build)" : ""}`,
+      );
+    }
     const others = serviceNames.filter((n) => n !== name);
     for (const [dep, condition] of Object.entries(dependsOn(svc))) {
       if (dep === name) {
@@ -254,8 +280,46 @@ function refineServices(cfg: Loose, ctx: z.RefinementCtx): void {
       }
     }
   }
+  const proxyBuild = isObject(cfg["proxy"]) ? text(cfg["proxy"]["build"]) : undefined;
+  if (proxyBuild !== undefined && !imageNames.includes(proxyBuild)) {
+    refuse(
+      ctx,
+      ["proxy", "build"],
+      `image "${proxyBuild}" is not defined under images; expected one of: ${imageNames.join(", ") || "(no images)"}`,
+    );
+  }
+  if (cfg["production"] === true && isObject(cfg["proxy"])) {
+    const image = text(cfg["proxy"]["image"]);
+    const problem = image === undefined ? undefined : unpinnedImageProblem(image);
+    if (problem) refuse(ctx, ["proxy", "image"], problem);
+  }
+  if (perHost) refineProxyPorts(services, proxy, ctx);
   refineDependencyCycles(services, byName, dependsOn, ctx);
   refineHostPorts(services, ctx);
+}
+
+/**
+ * The proxy takes each blue-green service's published TCP ports on its own network address, so a
+ * port number carries one route there, whatever host addresses two services publish it on.
+ */
+function refineProxyPorts(services: [number, Loose][], proxy: boolean, ctx: z.RefinementCtx): void {
+  const all = services.map(([, s]) => s);
+  const first = new Map<number, string>();
+  for (const [si, svc] of services) {
+    if (updatePlan(svc, all, proxy).strategy !== "blue-green") continue;
+    for (const [pi, p] of entries(svc["ports"])) {
+      const port = p["published"] ?? p["target"];
+      if ((p["protocol"] ?? "tcp") !== "tcp" || typeof port !== "number") continue;
+      const seen = first.get(port);
+      if (seen === undefined) first.set(port, `service "${text(svc["name"]) ?? si}" (services[${si}].ports[${pi}])`);
+      else
+        refuse(
+          ctx,
+          ["services", si, "ports", pi],
+          `port ${port} is also published by ${seen}; both are blue-green, and their proxy carries one route per port number: expected distinct ports, or update "recreate" on one of them`,
+        );
+    }
+  }
 }
 
 function healthCheckOff(svc: Loose | undefined): boolean {

@@ -228,6 +228,15 @@ const portMapping = z.strictObject({
   published: port.optional(),
   /** Transport protocol; RTSP over UDP or WebRTC ICE needs `udp`. @default "tcp" */
   protocol: z.enum(["tcp", "udp"]).default("tcp"),
+  /**
+   * What a TCP port speaks, for the proxy of a `blue-green` service (compose's `app_protocol`):
+   * `http` is routed request by request, so a keep-alive client moves to the new version between
+   * two requests; `tcp` connection by connection, so an open connection stays on the old version
+   * until it closes or the drain timeout (`proxy.drainTimeout`) ends it.
+   * @default "tcp"
+   * @example "http"
+   */
+  appProtocol: z.enum(["http", "tcp"]).optional(),
   /** Host address to bind: an IP address of the host (Docker takes no names here). @default "0.0.0.0" */
   hostIp: z
     .string()
@@ -427,6 +436,20 @@ export const ServiceSpec = z
       .default({}),
     /** Health check; rollouts wait for it. @default none (the image's own `HEALTHCHECK`, if any) */
     healthcheck: healthcheck.optional(),
+    /**
+     * How a new version replaces the running one on each host (compose and containers targets;
+     * Kubernetes rolls pods by `deploy.rollout`). `blue-green`: it starts beside the old one, must
+     * pass its health check, then the stack's proxy (`proxy`) switches its ports to it and the old
+     * one drains and stops; a version that never gets healthy never takes a request and is
+     * removed. `recreate`: the old one stops, then the new one starts (a gap), for what cannot
+     * run twice at once. Refused for blue-green: host networking, a UDP port, no TCP port, no
+     * health check, a service joining its IPC namespace, no `proxy`.
+     * @default "blue-green" where it works and the service uses neither the GPU nor devices (a
+     *   second copy would need them twice), "recreate" otherwise; the `Service` resource's
+     *   `update` input says which and why
+     * @example "recreate"
+     */
+    update: z.enum(["blue-green", "recreate"]).optional(),
     /** When Docker restarts the container (compose's `restart`). @default "unless-stopped" */
     restart: z.enum(["no", "always", "on-failure", "unless-stopped"]).default(DEFAULT_RESTART),
     /** Log driver and options. @default { driver: "json-file", options: { "max-size": "10m", "max-file": "3" } } */
@@ -500,6 +523,32 @@ export const ServiceSpec = z
   .superRefine((svc, ctx) => refineService(svc, ctx), { when: () => true });
 export type ServiceSpec = z.infer<typeof ServiceSpec>;
 
+/** The proxy each host runs for its `blue-green` services (HAProxy, images/proxy). */
+export const ProxySpec = z
+  .strictObject({
+    /**
+     * The proxy image, pinned like any service image (an exact version tag, resolved to its digest
+     * at deploy time, or a digest). Exactly one of `image` and `build`.
+     * @default none (set `build` instead)
+     * @example "registry.lab:5000/fleet/proxy:2.6.12"
+     */
+    image: imageRef.optional(),
+    /** Name of an `images` entry built by this stack (context `images/proxy`). @default none (set `image` instead) @example "proxy" */
+    build: z.string().optional(),
+    /**
+     * How long the old version keeps the connections it has after a switch: the proxy sends it
+     * nothing new at once, and ends what is still open when this passes.
+     * @default "30s"
+     */
+    drainTimeout: healthDuration(false).default("30s"),
+  })
+  .superRefine((p, ctx) => {
+    if ((p.image === undefined) === (p.build === undefined)) {
+      refuse(ctx, [], 'expected exactly one of "image" (an external image) and "build" (the name of an images entry)');
+    }
+  });
+export type ProxySpec = z.infer<typeof ProxySpec>;
+
 /** Where and how services are deployed. */
 export const DeploySpec = z.strictObject({
   /**
@@ -559,6 +608,8 @@ export const StackConfigShape = {
   images: z.array(ImageSpec).default([]),
   /** Services deployed to every host. @default [] */
   services: z.array(ServiceSpec).default([]),
+  /** The proxy of every host with a `blue-green` service. @default none (every service is updated `recreate`) */
+  proxy: ProxySpec.optional(),
   /** Deploy target and rollout. @default { target: "compose" } */
   deploy: DeploySpec.default({ target: "compose", rollout: { maxUnavailable: 1 } }),
 };

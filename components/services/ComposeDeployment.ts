@@ -50,6 +50,7 @@ export class ComposeDeployment extends pulumi.ComponentResource {
             services: args.services,
             images: args.images,
             after: previous,
+            ...(args.proxy ? { proxy: args.proxy } : {}),
             ...(args.secretEnvironment ? { secretEnvironment: args.secretEnvironment } : {}),
           },
           { parent: this },

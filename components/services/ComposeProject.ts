@@ -8,7 +8,9 @@ import type { ServiceSpec } from "../config/index.ts";
 import { createHash } from "node:crypto";
 import { RECONNECT_CHECK, contentHash, hostCommand, hostStdin, stepTrigger, type HostStep } from "../host/index.ts";
 import { bindSources, checkComposeProject, composeProjectName, renderBindSources, renderComposeFile } from "./compose.ts";
+import { DEFAULT_DRAIN_TIMEOUT_SECONDS, updatePlans, type ServiceProxyArgs } from "./deployment.ts";
 import type { ServiceHost } from "./hosts.ts";
+import { proxyRoutes, renderProxyConfig } from "./proxy.ts";
 import { renderServiceScript } from "./scripts.ts";
 import { Service } from "./Service.ts";
 import { healthTimeoutSeconds } from "./spec.ts";
@@ -50,6 +52,13 @@ export interface ComposeProjectArgs {
    */
   readonly after?: readonly pulumi.Resource[];
   /**
+   * The host's proxy: services whose `updatePlan` is `blue-green` are then reached through it
+   * (compose service `jetson-fleet-proxy`) and updated beside their old version.
+   * @default none (every service is recreated)
+   * @example { image: "registry.lab:5000/fleet/proxy@sha256:2b7e…" }
+   */
+  readonly proxy?: ServiceProxyArgs;
+  /**
    * Seconds the host waits for every service to become healthy before it rolls back.
    * @default the longest health check's worst case plus 30 s (`healthTimeoutSeconds`)
    */
@@ -64,7 +73,7 @@ export interface ComposeProjectArgs {
  * read-write, root's otherwise, mode 0755); an existing path is never changed.
  *
  * Children: `<name>-apply`, and one `Service` per service (`<name>-<service>`, type
- * `jetson:services:Service`, registered inputs `{ host, service }`), which stand for the services
+ * `jetson:services:Service`, registered inputs `{ host, service, update }`), which stand for the services
  * this project runs.
  *
  * Deleting the project (`pulumi destroy`, or a host or the services leaving the stack) runs the
@@ -95,7 +104,18 @@ export class ComposeProject extends pulumi.ComponentResource {
     this.project = project;
     const secretEnv = args.secretEnvironment ?? {};
     const hasSecrets = services.some((s) => (secretEnv[s.name] ?? []).some((k) => k in s.environment));
-    const file = pulumi.all(args.images).apply((images) => renderComposeFile(services, images));
+    const plans = updatePlans(services, args.proxy !== undefined);
+    const drainTimeout = args.proxy?.drainTimeoutSeconds ?? DEFAULT_DRAIN_TIMEOUT_SECONDS;
+    const blueGreen = services.filter((s) => plans[s.name]?.strategy === "blue-green");
+    const file = pulumi
+      .all([args.images, args.proxy?.image ?? ""])
+      .apply(([images, proxyImage]) =>
+        renderComposeFile(
+          services,
+          images,
+          blueGreen.length > 0 ? { image: proxyImage, project, services: blueGreen.map((s) => s.name) } : undefined,
+        ),
+      );
     this.composeFile = hasSecrets ? pulumi.secret(file) : file;
 
     const params = {
@@ -103,6 +123,14 @@ export class ComposeProject extends pulumi.ComponentResource {
       HOST_NAME: host.name,
       HEALTH_TIMEOUT: String(args.healthTimeoutSeconds ?? healthTimeoutSeconds(services)),
       BIND_SOURCES: renderBindSources(bindSources(services)),
+      ...(blueGreen.length > 0
+        ? {
+            BLUE_GREEN: blueGreen.map((s) => s.name).join(" "),
+            PROXY_CONFIG: renderProxyConfig(proxyRoutes(blueGreen), {
+              drainTimeoutSeconds: drainTimeout,
+            }),
+          }
+        : {}),
     };
     const step = (file: string): HostStep => ({
       script: renderServiceScript("compose-apply"),
@@ -136,7 +164,14 @@ export class ComposeProject extends pulumi.ComponentResource {
           service.name,
           new Service(
             `${name}-${service.name}`,
-            { host: host.name, service, image, mode: "compose", ...(secretEnvironment ? { secretEnvironment } : {}) },
+            {
+              host: host.name,
+              service,
+              image,
+              mode: "compose",
+              ...(plans[service.name] ? { update: plans[service.name] } : {}),
+              ...(secretEnvironment ? { secretEnvironment } : {}),
+            },
             { parent: this },
           ),
         ];

@@ -1,13 +1,19 @@
 // The stack's services on every host as Pulumi-managed containers: one Docker provider per host
 // (its ssh:// endpoint), one `Service` per service per host, so previews diff each service and
 // refresh finds drift. Hosts update in batches, like the compose mode.
+import * as command from "@pulumi/command";
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
-import type { ServiceDeploymentArgs } from "./deployment.ts";
+import { PROXY_SERVICE, type ServiceSpec } from "../config/index.ts";
+import { RECONNECT_CHECK, hostCommand, hostStdin, stepTrigger, type HostStep } from "../host/index.ts";
+import { DEFAULT_DRAIN_TIMEOUT_SECONDS, updatePlans, type ServiceDeploymentArgs, type ServiceProxyArgs } from "./deployment.ts";
 import { DOCKER_PLUGIN_VERSION, dockerSshAgent, dockerSshAgentName, dockerSshOptions, type DockerSshAgent } from "./dockerSsh.ts";
 import { rolloutBatches } from "./rollout.ts";
 import { Service } from "./Service.ts";
 import { checkComposeProject, composeProjectName } from "./compose.ts";
+import { PROJECT_LABEL, proxyContainerName } from "./container.ts";
+import { PROXY_CONFIG_DIR, PROXY_STOP_SECONDS, proxyDirectory, proxyRoutes, renderProxyConfig } from "./proxy.ts";
+import { renderServiceScript } from "./scripts.ts";
 import { startOrder, startsAfter } from "./spec.ts";
 import type { ServiceHost } from "./hosts.ts";
 
@@ -77,6 +83,18 @@ function generatedSshOpts(host: ServiceHost, agent: DockerSshAgent): pulumi.Outp
  * replaced on the host by the one it replaced. A batch of hosts starts once every service of the
  * previous batch is up (and healthy, when it has a health check), so a failure stops the rollout
  * after its batch.
+ *
+ * With `proxy`, the services whose `updatePlan` is `blue-green` are updated that way on every
+ * host, behind the stack's proxy there: `<name>-<host>-proxy-config` (`proxy-switch.sh`
+ * ACTION=config: installs the proxy's haproxy.cfg template in `proxyDirectory(project)` and
+ * reloads a running proxy; re-run when the routes or the script change), then
+ * `<name>-<host>-proxy-image` and `<name>-<host>-proxy` (the proxy image pulled by digest, and
+ * its container `<project>-proxy` on the stack's network, publishing the blue-green services'
+ * TCP ports and reading its files read-only; created once healthy). Each blue-green service
+ * (`Service`'s `proxy`) then runs without ports under a name that changes with its inputs, and
+ * its `<name>-<host>-<service>-switch` step moves the traffic once the new version is healthy;
+ * what starts after it, and the next batch, wait for that step. A host without blue-green
+ * services gets no proxy. `results` then has a `jetson-fleet-proxy=<image>` line too.
  */
 export class ContainerDeployment extends pulumi.ComponentResource {
   /** The hosts of each batch, in order. */
@@ -85,6 +103,8 @@ export class ContainerDeployment extends pulumi.ComponentResource {
   public readonly providers: Readonly<Record<string, docker.Provider>>;
   /** The services, by host name then service name. */
   public readonly services: Readonly<Record<string, Readonly<Record<string, Service>>>>;
+  /** The proxy container of each host that has blue-green services, by host name. */
+  public readonly proxies: Readonly<Record<string, docker.Container>>;
   /** Each host's report once its containers are up, like the compose mode's: `service=image` per line, by host name. */
   public readonly results: pulumi.Output<Record<string, string>>;
 
@@ -96,11 +116,14 @@ export class ContainerDeployment extends pulumi.ComponentResource {
       : [];
     const batches = rolloutBatches(args.hosts, args.maxUnavailable ?? 1);
     const ordered = startOrder(args.services);
+    const plans = updatePlans(args.services, args.proxy !== undefined);
+    const blueGreen = ordered.filter((s) => plans[s.name]?.strategy === "blue-green");
     const providers: Record<string, docker.Provider> = {};
     const services: Record<string, Record<string, Service>> = {};
+    const proxies: Record<string, docker.Container> = {};
     let previous: pulumi.Resource[] = [];
     for (const batch of batches) {
-      const current: Service[] = [];
+      const current: pulumi.Resource[] = [];
       for (const host of batch) {
         const provider = new docker.Provider(
           `${name}-${host.name}-docker`,
@@ -118,11 +141,17 @@ export class ContainerDeployment extends pulumi.ComponentResource {
         const network = ordered.some((s) => s.network === "bridge")
           ? new docker.Network(`${name}-${host.name}-network`, { name: `${project}_containers` }, { parent: this, provider })
           : undefined;
+        const proxy =
+          args.proxy && network && blueGreen.length > 0
+            ? this.proxy(`${name}-${host.name}`, host, project, args.proxy, blueGreen, network, provider, previous)
+            : undefined;
+        if (proxy) proxies[host.name] = proxy;
         const onHost: Record<string, Service> = {};
         for (const service of ordered) {
           const image = args.images[service.name];
           if (image === undefined) throw new Error(`service "${service.name}" has no pinned image`);
           const secretEnvironment = args.secretEnvironment?.[service.name];
+          const update = plans[service.name];
           onHost[service.name] = new Service(
             `${name}-${host.name}-${service.name}`,
             {
@@ -130,8 +159,18 @@ export class ContainerDeployment extends pulumi.ComponentResource {
               service,
               image,
               mode: "containers",
-              after: [...startsAfter(service).flatMap((d) => onHost[d] ?? []), ...previous, ...(host.ready ? [host.ready] : [])],
+              // `ready`: a blue-green dependency's switch step, so a failed switch stops its dependents.
+              // The proxy first: a proxy replaced without a port (its service left blue-green)
+              // frees it before the service's own container publishes it.
+              after: [
+                ...startsAfter(service).flatMap((d) => onHost[d]?.ready ?? []),
+                ...previous,
+                ...(host.ready ? [host.ready] : []),
+                ...(proxy ? [proxy] : []),
+              ],
               guard: { host, project },
+              ...(update ? { update } : {}),
+              ...(proxy && update?.strategy === "blue-green" ? { proxy: { host, project, container: proxy } } : {}),
               ...(network ? { network: network.name } : {}),
               ...(secretEnvironment ? { secretEnvironment } : {}),
             },
@@ -139,23 +178,111 @@ export class ContainerDeployment extends pulumi.ComponentResource {
           );
         }
         services[host.name] = onHost;
-        current.push(...Object.values(onHost));
+        current.push(...Object.values(onHost).map((s) => s.ready));
       }
       previous = current;
     }
     this.batches = batches.map((b) => b.map((h) => h.name));
     this.providers = providers;
     this.services = services;
+    this.proxies = proxies;
     this.results = pulumi.all(
       Object.fromEntries(
-        Object.entries(services).map(([host, onHost]) => [
-          host,
-          pulumi
-            .all(Object.entries(onHost).map(([svc, s]) => pulumi.all([svc, s.container?.image ?? s.image]).apply(([n, i]) => `${n}=${i}`)))
-            .apply((lines) => lines.sort().join("\n")),
-        ]),
+        Object.entries(services).map(([host, onHost]) => {
+          const proxy = proxies[host];
+          const lines = [
+            ...Object.entries(onHost).map(([svc, s]) => pulumi.all([svc, s.container?.image ?? s.image]).apply(([n, i]) => `${n}=${i}`)),
+            // As the compose mode lists its proxy service among the project's containers.
+            ...(proxy ? [proxy.image.apply((i) => `${PROXY_SERVICE}=${i}`)] : []),
+          ];
+          return [host, pulumi.all(lines).apply((l) => l.sort().join("\n"))];
+        }),
       ),
     );
     this.registerOutputs({ results: this.results });
+  }
+
+  /**
+   * A host's proxy: its config step, its image and its container (see the class). Everything
+   * here waits for the previous batch, as the services do: a new proxy image or route set
+   * restarts or reloads the proxy of one batch at a time.
+   */
+  private proxy(
+    prefix: string,
+    host: ServiceHost,
+    project: string,
+    args: ServiceProxyArgs,
+    blueGreen: readonly ServiceSpec[],
+    network: docker.Network,
+    provider: docker.Provider,
+    previous: readonly pulumi.Resource[],
+  ): docker.Container {
+    const routes = proxyRoutes(blueGreen);
+    const containerName = proxyContainerName(project);
+    const drain = args.drainTimeoutSeconds ?? DEFAULT_DRAIN_TIMEOUT_SECONDS;
+    const step: HostStep = {
+      script: renderServiceScript("proxy-switch"),
+      create: {
+        ACTION: "config",
+        PROJECT: project,
+        HOST_NAME: host.name,
+        PROXY_CONTAINER: containerName,
+        PROXY_CONFIG: renderProxyConfig(routes, { drainTimeoutSeconds: drain }),
+        // Before the proxy first starts, the containers recreated until now free its ports.
+        BLUE_GREEN: blueGreen.map((s) => s.name).join(" "),
+      },
+    };
+    const stdin = pulumi.output(host.sudoPassword).apply((password) => hostStdin(host.elevation, password, step));
+    const after = [...previous, ...(host.ready ? [host.ready] : [])];
+    const config = new command.remote.Command(
+      `${prefix}-proxy-config`,
+      {
+        connection: host.connection,
+        create: hostCommand("proxy-switch", "create", host.elevation),
+        // A new way to reach the host changes nothing on it.
+        update: RECONNECT_CHECK,
+        // No delete: the files stay with the host's other jetson-fleet state (a proxy that
+        // comes back finds them), and the proxy's container goes with its own resource.
+        stdin: host.elevation === "sudo-password" ? pulumi.secret(stdin) : stdin,
+        triggers: [stepTrigger(step)],
+        addPreviousOutputInEnv: false,
+      },
+      { parent: this, dependsOn: after },
+    );
+    const pulled = new docker.RemoteImage(
+      `${prefix}-proxy-image`,
+      { name: args.image, keepLocally: true },
+      { parent: this, provider, dependsOn: after },
+    );
+    return new docker.Container(
+      `${prefix}-proxy`,
+      {
+        name: containerName,
+        image: pulled.name,
+        // Whatever the daemon's default runtime (nvidia on a Jetson set up for GPU builds): it needs no GPU.
+        runtime: "runc",
+        networkMode: network.name,
+        // In port order, as the provider reads them back; inside the proxy's own network
+        // namespace it listens on the published port (renderProxyConfig).
+        ports: [...routes]
+          .sort((a, b) => a.published - b.published)
+          .map((r) => ({ internal: r.published, external: r.published, ip: r.hostIp, protocol: "tcp" })),
+        mounts: [{ type: "bind", source: proxyDirectory(project), target: PROXY_CONFIG_DIR, readOnly: true }],
+        restart: "unless-stopped",
+        logDriver: "json-file",
+        logOpts: { "max-size": "10m", "max-file": "3" },
+        labels: [{ label: PROJECT_LABEL, value: project }],
+        securityOpts: ["no-new-privileges:true"],
+        // The image's own health check (the master and a worker answer): the switch steps reload
+        // a proxy that is up, not one still starting.
+        wait: true,
+        // Requests in flight finish when it stops; idle connections are not waited for (PROXY_STOP_SECONDS).
+        stopTimeout: PROXY_STOP_SECONDS,
+        destroyGraceSeconds: PROXY_STOP_SECONDS,
+        mustRun: true,
+      },
+      // A fixed name and host ports: a new proxy image means the old container goes first.
+      { parent: this, provider, deleteBeforeReplace: true, dependsOn: [config] },
+    );
   }
 }

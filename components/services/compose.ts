@@ -4,7 +4,8 @@
 import { posix } from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { stringify } from "yaml";
-import type { ServiceSpec } from "../config/index.ts";
+import { PROXY_SERVICE, type ServiceSpec } from "../config/index.ts";
+import { PROXY_CONFIG_DIR, PROXY_STOP_SECONDS, proxyDirectory, proxyPorts, proxyRoutes } from "./proxy.ts";
 import { ServiceArgsError, digestPinned, serviceEnvironment } from "./spec.ts";
 
 /**
@@ -51,8 +52,11 @@ function pinnedImage(service: ServiceSpec, images: Readonly<Record<string, strin
   return ref;
 }
 
-/** One service in compose form (keys in the order a reader expects; empty settings left out). */
-export function composeService(service: ServiceSpec, image: string): ComposeService {
+/**
+ * One service in compose form (keys in the order a reader expects; empty settings left out). A
+ * `behindProxy` service publishes no port: the stack's proxy holds its ports (see `ComposeProxy`).
+ */
+export function composeService(service: ServiceSpec, image: string, behindProxy = false): ComposeService {
   const s = service;
   const out: ComposeService = { image };
   if (s.entrypoint) out["entrypoint"] = [...s.entrypoint];
@@ -62,7 +66,7 @@ export function composeService(service: ServiceSpec, image: string): ComposeServ
   if (env.length > 0) out["environment"] = Object.fromEntries(env.map((e) => [e.name, e.value]));
   out["runtime"] = s.runtime;
   if (s.network === "host") out["network_mode"] = "host";
-  else if (s.ports.length > 0) {
+  else if (s.ports.length > 0 && !behindProxy) {
     // The address always: without one Docker also binds [::], which the containers mode (and the
     // documented default, 0.0.0.0) does not.
     out["ports"] = s.ports.map((p) => `${p.hostIp ?? "0.0.0.0"}:${p.published ?? p.target}:${p.target}/${p.protocol}`);
@@ -106,16 +110,57 @@ export function composeService(service: ServiceSpec, image: string): ComposeServ
   return out;
 }
 
+/** The proxy in a compose file: the blue-green services it holds the ports of, and where its files are. */
+export interface ComposeProxy {
+  /** The proxy image, pinned by digest. @example "registry.lab:5000/fleet/proxy@sha256:…" */
+  readonly image: string;
+  /** The compose project name: the proxy's files on the host are `proxyDirectory(project)`. @example "jetson-fleet-prod" */
+  readonly project: string;
+  /** The services updated blue-green (`updatePlan`), by name; none means no proxy. @example ["web-ui"] */
+  readonly services: readonly string[];
+}
+
+/** The proxy's compose service: the blue-green services' ports, its files read-only, started after them. */
+export function composeProxyService(proxy: ComposeProxy, services: readonly ServiceSpec[]): ComposeService {
+  const held = services.filter((s) => proxy.services.includes(s.name));
+  return {
+    image: proxy.image,
+    // Whatever the daemon's default runtime (nvidia on a Jetson set up for GPU builds): it needs no GPU.
+    runtime: "runc",
+    ports: proxyPorts(proxyRoutes(held)),
+    volumes: [{ type: "bind", source: proxyDirectory(proxy.project), target: PROXY_CONFIG_DIR, read_only: true }],
+    restart: "unless-stopped",
+    // Requests in flight finish when it stops; idle connections are not waited for (PROXY_STOP_SECONDS).
+    stop_grace_period: `${PROXY_STOP_SECONDS}s`,
+    logging: { driver: "json-file", options: { "max-size": "10m", "max-file": "3" } },
+    // After them: a service moving behind the proxy frees its host ports when compose recreates it.
+    depends_on: Object.fromEntries(held.map((s) => [s.name, { condition: "service_started" }])),
+    security_opt: ["no-new-privileges:true"],
+  };
+}
+
 /**
  * The compose file for `services` (validated `ServiceSpec`s, defaults applied), each running the
- * digest-pinned image `images[<service name>]`. Named volumes are declared at the top level.
- * Throws `ServiceArgsError` when a service's image is missing or not pinned by digest.
+ * digest-pinned image `images[<service name>]`, and with `proxy` the stack's proxy
+ * (`jetson-fleet-proxy`), which holds the ports of its blue-green services. Named volumes are
+ * declared at the top level. Throws `ServiceArgsError` when a service's image is missing or not
+ * pinned by digest.
  */
-export function renderComposeFile(services: readonly ServiceSpec[], images: Readonly<Record<string, string>>): string {
+export function renderComposeFile(
+  services: readonly ServiceSpec[],
+  images: Readonly<Record<string, string>>,
+  proxy?: ComposeProxy,
+): string {
+  const behind = new Set(proxy?.services ?? []);
+  const entries: [string, ComposeService][] = services.map((s) => [s.name, composeService(s, pinnedImage(s, images), behind.has(s.name))]);
+  if (proxy && behind.size > 0) {
+    if (digestPinned(proxy.image) !== proxy.image) {
+      throw new ServiceArgsError(`the proxy image "${proxy.image}" is not pinned by digest; expected repository@sha256:<digest>`);
+    }
+    entries.push([PROXY_SERVICE, composeProxyService(proxy, services)]);
+  }
   // No top-level `name`: docker-compose 1.x rejects it; the project name is compose-apply.sh's `-p PROJECT`.
-  const doc: Record<string, unknown> = {
-    services: Object.fromEntries(services.map((s) => [s.name, composeService(s, pinnedImage(s, images))])),
-  };
+  const doc: Record<string, unknown> = { services: Object.fromEntries(entries) };
   const named = [...new Set(services.flatMap((s) => s.volumes.filter((v) => v.type === "volume").flatMap((v) => v.source ?? [])))];
   if (named.length > 0) doc["volumes"] = Object.fromEntries(named.map((n) => [n, {}]));
   return stringify(doc, { lineWidth: 0 });

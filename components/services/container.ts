@@ -1,5 +1,6 @@
 // The pure mapping from a service to `@pulumi/docker` Container inputs, field by field, so the
 // containers deploy mode runs what the compose renderer describes.
+import { createHash } from "node:crypto";
 import type * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import type { ServiceSpec } from "../config/index.ts";
@@ -57,6 +58,17 @@ export interface ContainerArgsOptions {
    * @example "jetson-fleet-prod_containers"
    */
   readonly network?: pulumi.Input<string>;
+  /**
+   * The service is updated blue-green behind the host's proxy: the proxy holds its host ports, so
+   * the container publishes none (two versions run side by side during a switch); the create does
+   * not wait for health (the switch step gates on it, and removes a new version that fails it);
+   * and on `network` the service's name is a network alias, so other services still reach it by
+   * that name whatever its container is called (both versions answer to it during a switch, as
+   * compose's do).
+   * @default false
+   * @example true
+   */
+  readonly behindProxy?: boolean;
 }
 
 /**
@@ -77,9 +89,9 @@ export function containerArgs(service: ServiceSpec, options: ContainerArgsOption
     ...(s.command ? { command: [...s.command] } : {}),
     envs: secret ? pulumi.secret(envs) : envs,
     runtime: s.runtime,
-    networkMode: s.network === "bridge" && options.network !== undefined ? options.network : s.network,
+    ...networking(s, options),
     ports:
-      s.network === "host"
+      s.network === "host" || options.behindProxy === true
         ? []
         : s.ports.map((p) => ({ internal: p.target, external: p.published ?? p.target, protocol: p.protocol, ip: p.hostIp ?? "0.0.0.0" })),
     mounts: s.volumes.map((v) =>
@@ -101,9 +113,9 @@ export function containerArgs(service: ServiceSpec, options: ContainerArgsOption
             retries: s.healthcheck.retries,
             startPeriod: goDuration(s.healthcheck.startPeriod),
           },
-          // The create (and so the next host batch) waits until the container is healthy.
-          wait: true,
-          waitTimeout: healthTimeoutSeconds([s]),
+          // The create (and so the next host batch) waits until the container is healthy; behind
+          // the proxy the switch step waits instead, and can remove a new version that fails.
+          ...(options.behindProxy === true ? {} : { wait: true, waitTimeout: healthTimeoutSeconds([s]) }),
         }
       : {}),
     restart: s.restart,
@@ -130,4 +142,47 @@ export function containerArgs(service: ServiceSpec, options: ContainerArgsOption
     mustRun: true,
   };
   return args;
+}
+
+/**
+ * `networkMode`, and behind the proxy `networksAdvanced`: a network alias needs the provider's
+ * `networksAdvanced`, which it joins after creating the container on `bridge` (and leaving it);
+ * `networkMode` then stays `bridge`, which is what the provider reads back.
+ */
+function networking(s: ServiceSpec, options: ContainerArgsOptions): Pick<docker.ContainerArgs, "networkMode" | "networksAdvanced"> {
+  if (s.network !== "bridge" || options.network === undefined) return { networkMode: s.network };
+  if (options.behindProxy !== true) return { networkMode: options.network };
+  return { networkMode: "bridge", networksAdvanced: [{ name: options.network, aliases: [s.name] }] };
+}
+
+/** Hex digits of the sha256 of a blue-green container's inputs (`containerInputsHash`). */
+export const CONTAINER_HASH_LENGTH = 12;
+
+/**
+ * The hash of a container's resolved inputs but its name (image digest, environment, mounts,
+ * health check, network, ...), as JSON in `containerArgs`' key order: a blue-green container's
+ * generation is drawn anew whenever it changes (`CONTAINER_GENERATION_COMMAND`).
+ */
+export function containerInputsHash(args: docker.ContainerArgs): pulumi.Output<string> {
+  // Without the name (JSON leaves an undefined key out): the name follows from the generation.
+  return pulumi
+    .output({ ...args, name: undefined })
+    .apply((resolved) => createHash("sha256").update(JSON.stringify(resolved)).digest("hex").slice(0, CONTAINER_HASH_LENGTH));
+}
+
+/**
+ * What a blue-green container's `-generation` step runs on the machine running Pulumi: 12 random
+ * hex digits, its name's suffix (`<service>-<generation>`). Random, not a hash of the inputs: a
+ * release rolled back to the one before must be a container of another name too, since that one
+ * still runs (and serves) until the switch.
+ */
+export const CONTAINER_GENERATION_COMMAND = "od -An -N6 -tx1 /dev/urandom | tr -d ' \\n'";
+
+/**
+ * The name of a stack's proxy container on a host (`<project>-proxy`): the proxy's own, and
+ * what the switch steps reload.
+ * @example proxyContainerName("jetson-fleet-prod") // "jetson-fleet-prod-proxy"
+ */
+export function proxyContainerName(project: string): string {
+  return `${project}-proxy`;
 }

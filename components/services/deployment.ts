@@ -1,9 +1,26 @@
 // What both per-host deploy modes (compose projects, Pulumi-managed containers) take: the same
 // hosts, services, pinned images and rollout batches.
 import type * as pulumi from "@pulumi/pulumi";
-import type { ServiceSpec } from "../config/index.ts";
+import { updatePlan, type ServiceSpec, type UpdatePlan } from "../config/index.ts";
 import type { ServiceHost } from "./hosts.ts";
 import type { MaxUnavailable } from "./rollout.ts";
+
+/** The proxy each host runs for its blue-green services (`proxy` in the stack config). */
+export interface ServiceProxyArgs {
+  /**
+   * The proxy image (HAProxy, `images/proxy`), pinned by digest.
+   * @example "registry.lab:5000/fleet/proxy@sha256:2b7e…"
+   */
+  readonly image: pulumi.Input<string>;
+  /**
+   * Seconds the old version keeps its open connections after a switch (haproxy's `hard-stop-after`).
+   * @default 30 (`DEFAULT_DRAIN_TIMEOUT_SECONDS`)
+   */
+  readonly drainTimeoutSeconds?: number;
+}
+
+/** Seconds a switched-away version keeps its connections unless the proxy says otherwise. */
+export const DEFAULT_DRAIN_TIMEOUT_SECONDS = 30;
 
 export interface ServiceDeploymentArgs {
   /**
@@ -33,4 +50,16 @@ export interface ServiceDeploymentArgs {
    * @example "25%"
    */
   readonly maxUnavailable?: MaxUnavailable;
+  /**
+   * The hosts' proxy: with it, every service whose `updatePlan` is `blue-green` is updated that
+   * way (the proxy holds its ports); without it, every service is recreated.
+   * @default none
+   * @example { image: serviceImageRefs["jetson-fleet-proxy"], drainTimeoutSeconds: 30 }
+   */
+  readonly proxy?: ServiceProxyArgs;
+}
+
+/** Each service's update plan over the stack's services, by name (`updatePlan`; blue-green only with a proxy). */
+export function updatePlans(services: readonly ServiceSpec[], proxy: boolean): Record<string, UpdatePlan> {
+  return Object.fromEntries(services.map((s) => [s.name, updatePlan(s, services, proxy)]));
 }

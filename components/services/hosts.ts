@@ -2,7 +2,7 @@
 // take the same `ServiceHost`s and the same pinned references.
 import type * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
-import type { ServiceSpec } from "../config/index.ts";
+import type { ProxySpec, ServiceSpec } from "../config/index.ts";
 import type { Elevation, JetsonHost } from "../host/index.ts";
 import type { DigestResolver } from "./registry.ts";
 import { ServiceArgsError, digestPinned } from "./spec.ts";
@@ -64,19 +64,41 @@ export function pinServiceImages(
 ): Record<string, pulumi.Output<string>> {
   const out: Record<string, pulumi.Output<string>> = {};
   services.forEach((s, i) => {
-    if (s.build !== undefined) {
-      const ref = built[s.build];
-      if (ref === undefined) throw new ServiceArgsError(`service "${s.name}" builds image "${s.build}", which this stack does not build`);
-      out[s.name] = pulumi.output(ref).apply((r) => {
-        if (digestPinned(r) !== r) throw new ServiceArgsError(`image "${s.build}" is ${r}; expected repository@sha256:<digest>`);
-        return r;
-      });
-    } else if (s.image !== undefined) {
-      const image = s.image;
-      out[s.name] = pulumi.output(digestPinned(image) ?? resolve(image, `services[${i}].image`));
-    }
+    const pinned = pinImage(s, `service "${s.name}"`, `services[${i}].image`, built, resolve);
+    if (pinned) out[s.name] = pinned;
   });
   return out;
+}
+
+/** The proxy's image pinned by digest, as `pinServiceImages` pins a service's (`proxy.image` or `proxy.build`). */
+export function pinProxyImage(
+  proxy: Pick<ProxySpec, "image" | "build">,
+  built: Readonly<Record<string, pulumi.Input<string>>>,
+  resolve: DigestResolver,
+): pulumi.Output<string> {
+  const pinned = pinImage(proxy, "the proxy", "proxy.image", built, resolve);
+  if (!pinned) throw new ServiceArgsError('the proxy has neither "image" nor "build"; expected exactly one of them');
+  return pinned;
+}
+
+/** `spec`'s built image, its digest, or its tag resolved; `who` and `key` name it in messages. */
+function pinImage(
+  spec: { readonly image?: string | undefined; readonly build?: string | undefined },
+  who: string,
+  key: string,
+  built: Readonly<Record<string, pulumi.Input<string>>>,
+  resolve: DigestResolver,
+): pulumi.Output<string> | undefined {
+  const { build, image } = spec;
+  if (build !== undefined) {
+    const ref = built[build];
+    if (ref === undefined) throw new ServiceArgsError(`${who} builds image "${build}", which this stack does not build`);
+    return pulumi.output(ref).apply((r) => {
+      if (digestPinned(r) !== r) throw new ServiceArgsError(`image "${build}" is ${r}; expected repository@sha256:<digest>`);
+      return r;
+    });
+  }
+  return image === undefined ? undefined : pulumi.output(digestPinned(image) ?? resolve(image, key));
 }
 
 /**

@@ -11,3 +11,4 @@ export * from "./ComposeProject.ts";
 export * from "./ComposeDeployment.ts";
 export * from "./dockerSsh.ts";
 export * from "./ContainerDeployment.ts";
+export * from "./proxy.ts";

@@ -1,16 +1,19 @@
 // The services' host scripts as the command provider receives them: read from the files beside
-// this module, with the shared bind-sources library inlined.
+// this module, with the shared libraries (bind-sources, proxy) inlined.
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
 
-/** Scripts the deploy modes run on hosts: the compose mode's apply, the containers mode's update guard. */
-export const SERVICE_SCRIPTS = ["compose-apply", "container-handover"] as const;
+/**
+ * Scripts the deploy modes run on hosts: the compose mode's apply, the containers mode's update
+ * guard and its blue-green switch behind the stack's proxy.
+ */
+export const SERVICE_SCRIPTS = ["compose-apply", "container-handover", "proxy-switch"] as const;
 export type ServiceScript = (typeof SERVICE_SCRIPTS)[number];
 
 const DIR = join(import.meta.dirname, "scripts");
-const INLINE = /^source "\$\(dirname "\$\{BASH_SOURCE\[0\]\}"\)\/([a-z-]+\.sh)" # inlined by renderServiceScript$/m;
+const INLINE = /^source "\$\(dirname "\$\{BASH_SOURCE\[0\]\}"\)\/([a-z-]+\.sh)" # inlined by renderServiceScript$/gm;
 
-/** A script's full text, self-contained (its `source`d library inlined). */
+/** A script's full text, self-contained (every `source`d library inlined). */
 export function renderServiceScript(name: ServiceScript): string {
   const text = readFileSync(join(DIR, `${name}.sh`), "utf8");
   return text.replace(INLINE, (_line, lib: string) => readFileSync(join(DIR, lib), "utf8").replace(/^# shellcheck shell=bash\n/, ""));

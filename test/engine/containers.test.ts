@@ -4,8 +4,10 @@
 // stack's key and pinned host keys only. A change to one service previews as exactly that
 // service's containers; drift made by hand (a container stopped, one removed) shows in
 // `preview --refresh` and `refresh` and the next `up` repairs it, while an environment edited in
-// place is invisible to the provider and needs `--replace`; a broken release stops after the
-// first batch and that host gets its previous container back.
+// place is invisible to the provider and needs `--replace`; a broken release of the recreated
+// probe stops after the first batch and that host gets its previous container back; the
+// blue-green probe-bg updates behind each host's proxy under load with no failed request, and a
+// broken release of it never takes one.
 import assert from "node:assert/strict";
 import { existsSync, readdirSync, readFileSync, statSync } from "node:fs";
 import { homedir } from "node:os";
@@ -14,9 +16,19 @@ import { after, before, describe, it } from "node:test";
 import type { EngineEvent } from "@pulumi/pulumi/automation/index.js";
 import { dockerSshAgentName } from "../../components/index.ts";
 import { editStackConfig, engineStack, storedState, type EngineStack } from "../support/engine.ts";
-import { PROBE_PORT, devServicesWithProbe, pushProbe, startDevFleet, type DevFleet, type Probe } from "../support/fleet.ts";
+import {
+  PROBE_PORT,
+  PROBE_SECOND_PORT,
+  devServicesWithProbe,
+  probeService as probeSpec,
+  pushProbe,
+  startDevFleet,
+  type DevFleet,
+  type Probe,
+} from "../support/fleet.ts";
 import type { SimHost } from "../support/jetson-sim.ts";
-import { loadLoop, type LoadFigures } from "../support/load.ts";
+import { formatFigures, loadLoop, startLoad, type LoadFigures } from "../support/load.ts";
+import { containerMemoryBytes } from "../support/memory.ts";
 import { secretLeaks } from "../support/secrets.ts";
 
 const STACK = "containers";
@@ -49,13 +61,17 @@ describe("the containers mode on three simulated Jetsons under pulumi up", { tim
     (cfg["services"] as Record<string, unknown>[]).find((s) => s["name"] === "probe") as Record<string, unknown>;
 
   /** The named containers on host i, as docker inspect shows them (absent ones left out). */
+  /**
+   * The named services' containers on host i, as docker inspect shows them (absent ones left out):
+   * a blue-green service's container is `<service>-<generation>`, the others' the service's name.
+   */
   async function running(
     i: number,
-    names: readonly string[] = ["inference", "mediamtx", "web-ui", "probe"],
+    names: readonly string[] = ["inference", "mediamtx", "web-ui", "probe", "probe-bg"],
   ): Promise<Record<string, Running>> {
     const out = await fleet.exec(
       host(i),
-      `for n in ${names.join(" ")}; do docker inspect -f '{{.Name}}|{{.Id}}|{{.Config.Image}}|{{.State.Status}}|{{if .State.Health}}{{.State.Health.Status}}{{end}}|{{.HostConfig.Runtime}}|{{json .Config.Env}}|{{index .Config.Labels "jetson-fleet.restored"}}' "$n" 2>/dev/null || true; done`,
+      `for n in ${names.join(" ")}; do for c in $(docker ps -a --format '{{.Names}}' | grep -E "^$n(-[0-9a-f]{12})?$"); do docker inspect -f '{{.Name}}|{{.Id}}|{{.Config.Image}}|{{.State.Status}}|{{if .State.Health}}{{.State.Health.Status}}{{end}}|{{.HostConfig.Runtime}}|{{json .Config.Env}}|{{index .Config.Labels "jetson-fleet.restored"}}' "$c"; done; done`,
     );
     return Object.fromEntries(
       out
@@ -65,14 +81,17 @@ describe("the containers mode on three simulated Jetsons under pulumi up", { tim
         .map((line) => {
           const [name = "", id = "", image = "", status = "", health = "", runtime = "", envJson = "[]", restored = ""] = line.split("|");
           return [
-            name.replace(/^\//, ""),
+            name.replace(/^\//, "").replace(/-[0-9a-f]{12}$/, ""),
             { id, image, status, health, runtime, env: JSON.parse(envJson) as string[], restored: restored === "true" },
           ];
         }),
     );
   }
-  const probeVersion = async (i: number) =>
-    (await fetch(`http://${host(i).address}:${PROBE_PORT}/`, { signal: AbortSignal.timeout(5_000) })).text().then((t) => t.trim());
+  const probeVersion = async (i: number, port = PROBE_PORT) =>
+    (await fetch(`http://${host(i).address}:${port}/`, { signal: AbortSignal.timeout(5_000) })).text().then((t) => t.trim());
+  /** The container name a service runs under on host i (a blue-green one's carries its generation). */
+  const containerName = async (i: number, service: string) =>
+    (await fleet.exec(host(i), `docker ps -a --format '{{.Names}}' | grep -E '^${service}(-[0-9a-f]{12})?$'`)).trim();
 
   /** `pulumi up`, timed; the resources it changed by operation. */
   async function up(label: string): Promise<{ ok: boolean; changes: Record<string, number>; message: string; seconds: number }> {
@@ -108,10 +127,25 @@ describe("the containers mode on three simulated Jetsons under pulumi up", { tim
         prefix: "jetson-ctr",
         addressNet: "127.0.4",
         portBase: 22300,
-        publish: `8080 8554 8889 8189/udp 8088 ${PROBE_PORT}`,
+        publish: `8080 8554 8889 8189/udp 8088 ${PROBE_PORT} ${PROBE_SECOND_PORT}`,
       });
       probe = await pushProbe("containers");
-      services = devServicesWithProbe(probe.v1, { environment: { PROBE_MODE: "steady" }, resources: { cpus: 0.25, memory: "64m" } });
+      // The probe recreated, its guard putting the previous container back when a release fails;
+      // probe-bg updated blue-green behind the host's proxy, as the web UI is.
+      services = devServicesWithProbe(probe.v1, {
+        environment: { PROBE_MODE: "steady" },
+        resources: { cpus: 0.25, memory: "64m" },
+        update: "recreate",
+      });
+      services.splice(
+        services.length - 1,
+        0,
+        probeSpec(probe.v1, {
+          name: "probe-bg",
+          ports: [{ target: 8080, published: PROBE_SECOND_PORT, appProtocol: "http" }],
+          resources: { cpus: 0.25, memory: "64m" },
+        }),
+      );
       env = await engineStack({
         stack: STACK,
         stackFile: "Pulumi.dev.yaml",
@@ -136,13 +170,18 @@ describe("the containers mode on three simulated Jetsons under pulumi up", { tim
     const images = outputs["serviceImages"]?.value as Record<string, string>;
     for (const i of [0, 1, 2]) {
       const now = await running(i);
-      assert.deepEqual(Object.keys(now).sort(), ["inference", "mediamtx", "probe", "web-ui"]);
+      assert.deepEqual(Object.keys(now).sort(), ["inference", "mediamtx", "probe", "probe-bg", "web-ui"]);
       for (const [name, c] of Object.entries(now)) {
         assert.equal(c.image, images[name], `${host(i).name} ${name} runs its digest`);
         assert.match(c.image, /@sha256:[0-9a-f]{64}$/);
         assert.equal(c.status, "running", `${host(i).name} ${name}`);
       }
-      for (const name of ["inference", "web-ui", "probe"]) assert.equal(now[name]?.health, "healthy", `${host(i).name} ${name}`);
+      for (const name of ["inference", "web-ui", "probe", "probe-bg"])
+        assert.equal(now[name]?.health, "healthy", `${host(i).name} ${name}`);
+      // Blue-green services run under a generation's name behind the proxy, which holds their ports.
+      assert.match(await containerName(i, "web-ui"), /^web-ui-[0-9a-f]{12}$/);
+      assert.equal(await probeVersion(i, PROBE_SECOND_PORT), "1.0.0");
+      assert.equal((await fetch(`http://${host(i).address}:8088/`, { signal: AbortSignal.timeout(5_000) })).status, 200);
       assert.equal(now["inference"]?.runtime, "nvidia");
       assert.ok(now["probe"]?.env.includes(`PROBE_TOKEN=${PROBE_TOKEN}`), "the probe got its secret environment value");
       assert.equal(await probeVersion(i), "1.0.0");
@@ -200,7 +239,7 @@ describe("the containers mode on three simulated Jetsons under pulumi up", { tim
     // Host 1: the probe stopped. Host 2: web-ui removed. Host 3: the probe's environment edited in
     // the engine's own record of the container (dockerd stopped, config.v2.json changed, started).
     await fleet.exec(host(0), "docker stop probe >/dev/null");
-    await fleet.exec(host(1), "docker rm -f web-ui >/dev/null");
+    await fleet.exec(host(1), `docker rm -f ${await containerName(1, "web-ui")} >/dev/null`);
     const id = before[2]?.["probe"]?.id ?? "";
     await fleet.exec(
       host(2),
@@ -218,8 +257,10 @@ describe("the containers mode on three simulated Jetsons under pulumi up", { tim
     assert.deepEqual(previewed, {
       // Stopped: the provider reads it back stopped (must_run false) and makes it anew.
       [container(h1, "probe")]: "replace",
-      // Removed: gone from the refreshed state, created again.
+      // Removed: gone from the refreshed state, created again (under the same generation), and
+      // the proxy pointed at it again.
       [container(h2, "web-ui")]: "create",
+      [`command:remote:Command services-${h2}-web-ui-switch`]: "replace",
       // Host 3's edited environment is not there: the provider (5.1.0) never reads a container's
       // environment back from the engine, so no refresh can see it (README: drift).
     });
@@ -235,7 +276,7 @@ describe("the containers mode on three simulated Jetsons under pulumi up", { tim
     assert.ok(r.ok, r.message);
     for (const i of [0, 1, 2]) {
       const now = await running(i);
-      for (const name of ["inference", "mediamtx", "web-ui", "probe"])
+      for (const name of ["inference", "mediamtx", "web-ui", "probe", "probe-bg"])
         assert.equal(now[name]?.status, "running", `${host(i).name} ${name}`);
       assert.equal(now["web-ui"]?.health, "healthy");
     }
@@ -310,6 +351,75 @@ describe("the containers mode on three simulated Jetsons under pulumi up", { tim
       assert.equal(await probeVersion(i), "2.0.0");
     }
     const again = await up("no-op up after the rollback");
+    assert.deepEqual(nonSame(again.changes), []);
+  });
+
+  it("updates the blue-green probe-bg behind each host's proxy with 0 failed requests; a broken release never takes a request, is removed, and stops the rollout after the first batch", async () => {
+    const setBg = (image: string) =>
+      edit((cfg) => {
+        const entry = (cfg["services"] as Record<string, unknown>[]).find((s) => s["name"] === "probe-bg");
+        if (entry) entry["image"] = image;
+      });
+    const targets = fleet.hosts.map((h) => ({ name: h.name, url: `http://${h.address}:${PROBE_SECOND_PORT}/` }));
+    /** `pulumi up` under a load on every host's probe-bg, 3 s of steady load first. */
+    const underLoad = async (label: string) => {
+      const load = startLoad(targets);
+      let r: Awaited<ReturnType<typeof up>>;
+      try {
+        await new Promise((res) => setTimeout(res, 3_000));
+        load.mark("up");
+        r = await up(label);
+      } finally {
+        loads[label] = await load.stop();
+      }
+      return r;
+    };
+    const loads: Record<string, Record<string, LoadFigures>> = {};
+
+    setBg(probe.v2);
+    const good = await underLoad("blue-green good release");
+    assert.ok(good.ok, good.message);
+    for (const [i, h] of fleet.hosts.entries()) {
+      const f = loads["blue-green good release"]?.[h.name] ?? assert.fail("no figures");
+      console.log(formatFigures(`good update, containers, ${h.name}, probe-bg (blue-green)`, f));
+      assert.equal(f.failed, 0, `${h.name}: requests failed during the blue-green update`);
+      assert.ok((f.answers["1.0.0"] ?? 0) > 0 && (f.answers["2.0.0"] ?? 0) > 0, JSON.stringify(f.answers));
+      assert.equal(await probeVersion(i, PROBE_SECOND_PORT), "2.0.0");
+      // One container of it left: the previous one was deleted after the switch.
+      assert.equal((await fleet.exec(host(i), "docker ps -a --format '{{.Names}}' | grep -c '^probe-bg-'")).trim(), "1");
+      const bytes = await containerMemoryBytes((script) => fleet.exec(host(i), script), `jetson-fleet-${STACK}-proxy`);
+      console.log(`proxy memory, containers, ${h.name}: ${(bytes / 1024 ** 2).toFixed(1)} MiB`);
+    }
+
+    const previous = await Promise.all([0, 1, 2].map((i) => running(i, ["probe-bg"])));
+    setBg(probe.broken);
+    const broken = await underLoad("blue-green broken release");
+    assert.ok(!broken.ok, "the broken release fails the update");
+    const [h1] = fleet.hosts.map((h) => h.name);
+    assert.match(
+      broken.message,
+      new RegExp(
+        `host ${h1}: service probe-bg is not healthy after the update to ${probe.broken.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}; health output: .+; traffic stayed on the previous version \\(probe-bg-[0-9a-f]{12}\\), the new container was removed`,
+      ),
+    );
+    // Only host 1 failed: no step or container of hosts 2 and 3 is among the errors.
+    assert.doesNotMatch(broken.message, /(Command|Container) \(services-jetson-ctr-[23]-/);
+    for (const [i, h] of fleet.hosts.entries()) {
+      const f = loads["blue-green broken release"]?.[h.name] ?? assert.fail("no figures");
+      console.log(formatFigures(`broken release, containers, ${h.name}, probe-bg (blue-green)`, f));
+      assert.equal(f.failed, 0, `${h.name}: requests failed`);
+      assert.equal(f.answers["3.0.0"], undefined, `${h.name}: the broken release answered`);
+      // The same container as before serves; the broken one is gone.
+      assert.deepEqual((await running(i, ["probe-bg"]))["probe-bg"], previous[i]?.["probe-bg"]);
+      assert.equal((await fleet.exec(host(i), `docker ps -aq --filter ancestor=${probe.broken} | wc -l`)).trim(), "0");
+    }
+
+    // Back to the good release: a container of a new generation (the serving one keeps its name until it is deleted).
+    setBg(probe.v2);
+    const back = await up("blue-green back to the good release");
+    assert.ok(back.ok, back.message);
+    for (const i of [0, 1, 2]) assert.equal(await probeVersion(i, PROBE_SECOND_PORT), "2.0.0");
+    const again = await up("no-op up after the blue-green rollback");
     assert.deepEqual(nonSame(again.changes), []);
   });
 

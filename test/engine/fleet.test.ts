@@ -11,7 +11,9 @@ import { after, before, describe, it } from "node:test";
 import { editStackConfig, engineStack, storedState, type EngineStack } from "../support/engine.ts";
 import {
   PROBE_PORT,
+  PROBE_SECOND_PORT,
   devServicesWithProbe,
+  recreatedProbe,
   pushProbe,
   sampleProcessLists,
   startDevFleet,
@@ -20,10 +22,13 @@ import {
 } from "../support/fleet.ts";
 import { ed25519KeyPair } from "../support/fixtures.ts";
 import type { SimHost } from "../support/jetson-sim.ts";
+import { formatFigures, startLoad, type LoadFigures } from "../support/load.ts";
+import { containerMemoryBytes } from "../support/memory.ts";
 import { secretLeaks } from "../support/secrets.ts";
 import { docker } from "../support/services.ts";
 
 const STACK = "fleet";
+const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 /** A secret environment value of the probe service (`--secret --path`), which only its container may see. */
 const PROBE_TOKEN = "probe-token-41c7e9d25b";
 
@@ -44,11 +49,12 @@ describe("the dev stack on three simulated Jetsons under pulumi up", { timeout: 
   const edit = (change: (cfg: Record<string, unknown>) => void) => editStackConfig(env, STACK, change);
   const runtime = (cfg: Record<string, unknown>) => cfg["runtime"] as { daemonJson: { "log-opts": Record<string, string> } };
   const hostsOf = (cfg: Record<string, unknown>) => cfg["hosts"] as Record<string, unknown>[];
+  /** Both probes (blue-green and recreate) to `image`. */
   const setProbe = (image: string) =>
     edit((cfg) => {
-      const list = cfg["services"] as Record<string, unknown>[];
-      const entry = list.find((s) => s["name"] === "probe");
-      if (entry) entry["image"] = image;
+      for (const entry of cfg["services"] as Record<string, unknown>[]) {
+        if (entry["name"] === "probe" || entry["name"] === "probe-recreate") entry["image"] = image;
+      }
     });
 
   /** `pulumi up`, its output kept for the secret search and the hosts' process lists sampled throughout. */
@@ -92,10 +98,12 @@ describe("the dev stack on three simulated Jetsons under pulumi up", { timeout: 
         prefix: "jetson-engine",
         addressNet: "127.0.2",
         portBase: 22100,
-        publish: `8080 8554 8889 8189/udp 8088 ${PROBE_PORT}`,
+        publish: `8080 8554 8889 8189/udp 8088 ${PROBE_PORT} ${PROBE_SECOND_PORT}`,
       });
       probe = await pushProbe("engine");
       services = devServicesWithProbe(probe.v1, { resources: { cpus: 0.25, memory: "64m" } });
+      // A second probe, recreated on update (before the probe, which stays last for its secret's path).
+      services.splice(services.length - 1, 0, recreatedProbe(probe.v1, { resources: { cpus: 0.25, memory: "64m" } }));
       env = await engineStack({
         stack: STACK,
         stackFile: "Pulumi.dev.yaml",
@@ -211,9 +219,10 @@ describe("the dev stack on three simulated Jetsons under pulumi up", { timeout: 
     const endpoints = outputs["serviceEndpoints"]?.value as Record<string, Record<string, string[]>>;
     for (const [i, h] of fleet.hosts.entries()) {
       const running = await containers(i);
-      assert.deepEqual(Object.keys(running).sort(), ["inference", "mediamtx", "probe", "web-ui"]);
+      assert.deepEqual(Object.keys(running).sort(), ["inference", "jetson-fleet-proxy", "mediamtx", "probe", "probe-recreate", "web-ui"]);
       for (const [service, c] of Object.entries(running)) {
-        assert.equal(c.image, images[service], `${h.name} ${service} runs the pinned image`);
+        const pinned = service === "jetson-fleet-proxy" ? outputs["proxyImage"]?.value : images[service];
+        assert.equal(c.image, pinned, `${h.name} ${service} runs the pinned image`);
         assert.match(c.image, /^127\.0\.0\.1:5000\/.+@sha256:[a-f0-9]{64}$/);
         assert.match(c.status, /^running(\/healthy)?$/, `${h.name} ${service}: ${c.status}`);
       }
@@ -223,6 +232,13 @@ describe("the dev stack on three simulated Jetsons under pulumi up", { timeout: 
       assert.equal((await get(`http://${h.address}:8080/health`)).status, 200);
       assert.equal((await get(`http://${h.address}:${PROBE_PORT}/`)).body, "1.0.0\n");
     }
+    // Blue-green where it works: the web UI and the probe behind the proxy; the rest recreated.
+    assert.deepEqual(
+      Object.fromEntries(
+        Object.entries(outputs["serviceUpdates"]?.value as Record<string, { strategy: string }>).map(([k, v]) => [k, v.strategy]),
+      ),
+      { inference: "recreate", mediamtx: "recreate", "web-ui": "blue-green", "probe-recreate": "recreate", probe: "blue-green" },
+    );
   });
 
   it("changes nothing on a second up and runs no remote command", async () => {
@@ -293,53 +309,76 @@ describe("the dev stack on three simulated Jetsons under pulumi up", { timeout: 
     await upOk();
   });
 
-  it("rolls a good update out under load, then stops a broken one after the first batch", async () => {
-    // A bounded request loop against every host's probe while the good update runs.
-    const stats = fleet.hosts.map(() => ({ ok: 0, failed: 0, lastOk: Date.now(), longestGapMs: 0 }));
-    let loading = true;
-    const load = (async () => {
-      for (let n = 0; loading && n < 20_000; n++) {
-        for (const [i, h] of fleet.hosts.entries()) {
-          const s = stats[i] ?? { ok: 0, failed: 0, lastOk: 0, longestGapMs: 0 };
-          const ok = await get(`http://${h.address}:${PROBE_PORT}/`).then(
-            (r) => r.status === 200,
-            () => false,
-          );
-          const now = Date.now();
-          if (ok) {
-            s.longestGapMs = Math.max(s.longestGapMs, now - s.lastOk);
-            s.lastOk = now;
-            s.ok++;
-          } else s.failed++;
-        }
-        await new Promise((r) => setTimeout(r, 20));
-      }
-    })();
-    setProbe(probe.v2);
-    await upOk();
-    loading = false;
-    await load;
-    for (const [i, h] of fleet.hosts.entries()) {
-      const s = stats[i];
-      console.log(`good update, ${h.name}: ${s?.ok} ok, ${s?.failed} failed, longest gap ${s?.longestGapMs} ms`);
-      assert.ok((s?.ok ?? 0) > 0);
-      assert.equal((await get(`http://${h.address}:${PROBE_PORT}/`)).body, "2.0.0\n");
+  it("updates the blue-green probe behind each host's proxy under load with 0 failed requests, and measures the recreated one", async () => {
+    // Both probes answer from this machine through the sims' published ports: the blue-green one
+    // through the proxy (18080), the recreated one on its own port (18081).
+    const load = startLoad(
+      fleet.hosts.flatMap((h) => [
+        { name: `${h.name} probe (blue-green)`, url: `http://${h.address}:${PROBE_PORT}/` },
+        { name: `${h.name} probe-recreate`, url: `http://${h.address}:${PROBE_SECOND_PORT}/` },
+      ]),
+    );
+    let figures: Record<string, LoadFigures>;
+    try {
+      await new Promise((r) => setTimeout(r, 3_000));
+      load.mark("up");
+      setProbe(probe.v2);
+      await upOk();
+    } finally {
+      figures = await load.stop();
     }
+    for (const h of fleet.hosts) {
+      const bg = figures[`${h.name} probe (blue-green)`] ?? assert.fail("no figures");
+      const rc = figures[`${h.name} probe-recreate`] ?? assert.fail("no figures");
+      console.log(formatFigures(`good update, compose, ${h.name}, probe (blue-green)`, bg));
+      console.log(formatFigures(`good update, compose, ${h.name}, probe-recreate (recreate)`, rc));
+      assert.equal(bg.failed, 0, `${h.name}: requests failed during the blue-green update`);
+      assert.ok((bg.answers["2.0.0"] ?? 0) > 0 && (bg.answers["1.0.0"] ?? 0) > 0, JSON.stringify(bg.answers));
+      assert.equal((await get(`http://${h.address}:${PROBE_PORT}/`)).body, "2.0.0\n");
+      assert.equal((await get(`http://${h.address}:${PROBE_SECOND_PORT}/`)).body, "2.0.0\n");
+    }
+    // The proxy's cost on each host, as its cgroup counts it.
+    for (const h of fleet.hosts) {
+      const id = (await fleet.exec(h, "docker ps -q --filter label=com.docker.compose.service=jetson-fleet-proxy")).trim();
+      const bytes = await containerMemoryBytes((script) => fleet.exec(h, script), id);
+      console.log(`proxy memory, compose, ${h.name}: ${(bytes / 1024 ** 2).toFixed(1)} MiB`);
+    }
+  });
 
+  it("never sends a request to a broken release of the blue-green probe: it is removed, traffic stays, the rollout stops after the first batch", async () => {
     const before = await Promise.all(fleet.hosts.map((_, i) => containers(i)));
-    setProbe(probe.broken);
-    const message = await upFails();
+    const load = startLoad(fleet.hosts.map((h) => ({ name: h.name, url: `http://${h.address}:${PROBE_PORT}/` })));
+    let figures: Record<string, LoadFigures>;
+    let message: string;
+    try {
+      await new Promise((r) => setTimeout(r, 3_000));
+      load.mark("up");
+      edit((cfg) => {
+        const entry = (cfg["services"] as Record<string, unknown>[]).find((s) => s["name"] === "probe");
+        if (entry) entry["image"] = probe.broken;
+      });
+      message = await upFails();
+    } finally {
+      figures = await load.stop();
+    }
     assert.match(
       message,
       new RegExp(
-        `host jetson-engine-1: service probe is not healthy after the update to ${probe.broken.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")}; health output: .+; rolled back to the previous digests`,
+        `host jetson-engine-1: service probe is not healthy after the update to ${escape(probe.broken)}; health output: .+; traffic stayed on the previous version \\(jetson-fleet-fleet_probe_\\d+\\), the new container was removed`,
       ),
     );
-    // Host 1 is back on the previous digest and serving; hosts 2 and 3 were never touched.
-    assert.equal((await containers(h1))["probe"]?.image, probe.v2);
-    assert.equal((await get(`http://${host(h1).address}:${PROBE_PORT}/`)).body, "2.0.0\n");
+    for (const h of fleet.hosts) {
+      const f = figures[h.name] ?? assert.fail("no figures");
+      console.log(formatFigures(`broken release, compose, ${h.name}, probe (blue-green)`, f));
+      assert.equal(f.failed, 0, `${h.name}: requests failed`);
+      assert.equal(f.answers["3.0.0"], undefined, `${h.name}: the broken release answered`);
+    }
+    // Host 1 still runs v2 only (the broken container is gone); hosts 2 and 3 were never touched.
+    assert.deepEqual(await containers(h1), before[h1]);
+    assert.equal((await fleet.exec(host(h1), `docker ps -aq --filter ancestor=${probe.broken} | wc -l`)).trim(), "0");
     for (const i of [h2, h3]) assert.deepEqual(await containers(i), before[i]);
     setProbe(probe.v2);
+    await upOk();
   });
 
   it("keeps every secret of the stack out of the state, the engine's output, the hosts' files, journals and process lists, and the logs", async () => {

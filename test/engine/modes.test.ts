@@ -27,7 +27,8 @@ import { secretLeaks } from "../support/secrets.ts";
 
 const MODES = ["compose", "containers"] as const;
 type Mode = (typeof MODES)[number];
-const SERVICES = ["inference", "mediamtx", "web-ui", "probe"] as const;
+/** The stack's services and, for its blue-green ones (web-ui, probe), the host's proxy. */
+const SERVICES = ["inference", "mediamtx", "web-ui", "probe", "jetson-fleet-proxy"] as const;
 /** The compose project of the compose-mode stack on its host: `jetson-fleet-<stack>`. */
 const COMPOSE_NETWORK = "jetson-fleet-modes-compose_default";
 /** The containers-mode stack's network on its host: `<project>_containers`. */
@@ -62,10 +63,24 @@ const ISSUES: readonly Issue[] = [
     kind: "impossible",
     reason:
       "bridge services join the stack's own network in both modes (names resolve), named each mode's way: compose's `<project>_default`, the containers mode's `<project>_containers` (so that compose's `down`, when a stack switches modes, never removes the network the new containers use)",
-    differences: BRIDGE_SERVICES.flatMap(({ service }) => [
-      { service, path: "HostConfig.NetworkMode", compose: COMPOSE_NETWORK, containers: CONTAINERS_NETWORK },
+    differences: [...BRIDGE_SERVICES, { service: "jetson-fleet-proxy" }].flatMap(({ service }) => [
+      // A blue-green container is created on Docker's bridge and moved onto the stack's network
+      // with its service's name as an alias (the provider's networksAdvanced), so its NetworkMode says bridge.
+      {
+        service,
+        path: "HostConfig.NetworkMode",
+        compose: COMPOSE_NETWORK,
+        containers: service === "jetson-fleet-proxy" ? CONTAINERS_NETWORK : "bridge",
+      },
       { service, path: "NetworkSettings.Networks", compose: [COMPOSE_NETWORK], containers: [CONTAINERS_NETWORK] },
     ]),
+  },
+  {
+    id: "D4",
+    kind: "impossible",
+    reason:
+      "each stack's proxy reads its files from the stack's own directory, `/var/lib/jetson-fleet/proxy/<project>`; the two stacks of this test are two projects",
+    differences: proxyMounts(),
   },
   {
     id: "D3",
@@ -75,6 +90,20 @@ const ISSUES: readonly Issue[] = [
     differences: SERVICES.map((service) => ({ service, path: "HostConfig.Init", compose: null, containers: false })),
   },
 ];
+
+/** D4: the proxy's mount of its stack's directory, as each of the two stacks makes it. */
+function proxyMounts(): Expected[] {
+  const dir = (project: string) => `/var/lib/jetson-fleet/proxy/${project}`;
+  const [compose, containers] = ["jetson-fleet-modes-compose", "jetson-fleet-modes-containers"].map(dir);
+  const host = (source: string | undefined) => [{ Type: "bind", Source: source, Target: "/usr/local/etc/haproxy", ReadOnly: true }];
+  const inspect = (source: string | undefined) => [
+    { Type: "bind", Source: source, Destination: "/usr/local/etc/haproxy", Mode: "", RW: false, Propagation: "rprivate" },
+  ];
+  return [
+    { service: "jetson-fleet-proxy", path: "HostConfig.Mounts", compose: host(compose), containers: host(containers) },
+    { service: "jetson-fleet-proxy", path: "Mounts", compose: inspect(compose), containers: inspect(containers) },
+  ];
+}
 
 describe("one spec, two modes, same result", { timeout: 120 * 60_000 }, () => {
   let fleet: DevFleet;
@@ -165,7 +194,9 @@ describe("one spec, two modes, same result", { timeout: 120 * 60_000 }, () => {
     // Both stacks pinned the same digests (the inference image is built by each, from one context).
     const images = await Promise.all(MODES.map(async (mode) => (await env(mode).stack.outputs())["serviceImages"]?.value));
     assert.deepEqual(images[1], images[0], "both stacks deploy the same digests");
-    const pinned = images[0] as Record<string, string>;
+    const proxies = await Promise.all(MODES.map(async (mode) => (await env(mode).stack.outputs())["proxyImage"]?.value));
+    assert.equal(proxies[1], proxies[0], "both stacks run the same proxy digest");
+    const pinned: Record<string, string> = { ...(images[0] as Record<string, string>), "jetson-fleet-proxy": proxies[0] as string };
 
     const settings = {} as Record<Mode, Record<string, ContainerSettings>>;
     for (const mode of MODES) {
@@ -271,7 +302,8 @@ describe("one spec, two modes, same result", { timeout: 120 * 60_000 }, () => {
           { Type: "tmpfs", Target: "/var/cache/nginx" },
           { Type: "tmpfs", Target: "/var/run" },
         ],
-        "NetworkSettings.Ports": { "80/tcp": [{ HostIp: "0.0.0.0", HostPort: "8088" }] },
+        // Blue-green: the proxy holds 8088.
+        "NetworkSettings.Ports": { "80/tcp": null },
         "Config.Healthcheck": {
           Test: ["CMD", "wget", "-q", "-O", "/dev/null", "http://127.0.0.1/"],
           Interval: 10e9,
@@ -284,8 +316,15 @@ describe("one spec, two modes, same result", { timeout: 120 * 60_000 }, () => {
         "HostConfig.Runtime": "runc",
         "HostConfig.NanoCpus": 0.25e9,
         "HostConfig.Memory": 64 * mib,
-        "NetworkSettings.Ports": { "8080/tcp": [{ HostIp: "0.0.0.0", HostPort: String(PROBE_PORT) }] },
+        "NetworkSettings.Ports": { "8080/tcp": null },
         "Config.Healthcheck": { Test: ["CMD", "/web-probe", "probe"], Interval: 1e9, Timeout: 2e9, StartPeriod: 2e9, Retries: 2 },
+      },
+      "jetson-fleet-proxy": {
+        "HostConfig.Runtime": "runc",
+        "NetworkSettings.Ports": {
+          "8088/tcp": [{ HostIp: "0.0.0.0", HostPort: "8088" }],
+          [`${PROBE_PORT}/tcp`]: [{ HostIp: "0.0.0.0", HostPort: String(PROBE_PORT) }],
+        },
       },
     };
     const want = { ...common, ...bySpec[service] };

@@ -187,9 +187,28 @@ export const PROBE_PORT = 18080;
 /** The web-probe's health check: its own probe command, quick enough for rollout tests. */
 export const PROBE_HEALTHCHECK = { test: ["CMD", "/web-probe", "probe"], interval: "1s", timeout: "2s", retries: 2, startPeriod: "2s" };
 
-/** The web-probe service running `image` on PROBE_PORT, with `extra` settings (resources, environment). */
+/** The web-probe service running `image` on PROBE_PORT (HTTP: blue-green behind a stack's proxy), with `extra` settings (resources, environment). */
 export function probeService(image: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
-  return { name: "probe", image, ports: [{ target: 8080, published: PROBE_PORT }], healthcheck: PROBE_HEALTHCHECK, ...extra };
+  return {
+    name: "probe",
+    image,
+    ports: [{ target: 8080, published: PROBE_PORT, appProtocol: "http" }],
+    healthcheck: PROBE_HEALTHCHECK,
+    ...extra,
+  };
+}
+
+/** The host port of a second web-probe beside the first (`recreatedProbe`, or a blue-green one). */
+export const PROBE_SECOND_PORT = 18081;
+
+/** A second web-probe, `probe-recreate` on PROBE_SECOND_PORT, updated `recreate`: what a gap costs beside blue-green. */
+export function recreatedProbe(image: string, extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return probeService(image, {
+    name: "probe-recreate",
+    ports: [{ target: 8080, published: PROBE_SECOND_PORT, appProtocol: "http" }],
+    update: "recreate",
+    ...extra,
+  });
 }
 
 /** The dev stack's services (`Pulumi.dev.yaml`) and, last, `probeService(image, extra)`. */

@@ -36,7 +36,14 @@ export async function inspectServices(fleet: DevFleet, host: SimHost): Promise<R
   const byService: Record<string, ContainerInspect> = {};
   for (const c of all) {
     const labels = (c.Config["Labels"] ?? {}) as Record<string, string>;
-    const service = labels["com.docker.compose.service"] ?? c.Name.replace(/^\//, "");
+    // The containers mode names a blue-green service's container `<service>-<generation>`, and
+    // the proxy's `<project>-proxy`; compose names neither so, but labels them.
+    const name = c.Name.replace(/^\//, "");
+    const service =
+      labels["com.docker.compose.service"] ??
+      (labels["jetson-fleet.project"] !== undefined && name === `${labels["jetson-fleet.project"]}-proxy`
+        ? "jetson-fleet-proxy"
+        : name.replace(/-[0-9a-f]{12}$/, ""));
     if (byService[service]) throw new Error(`${host.name}: two containers for service ${service}`);
     byService[service] = c;
   }

@@ -72,7 +72,12 @@ export function cacheLogs(cache = process.env["JETSON_FLEET_CACHE"] ?? join(home
     // Image filesystems (buildkit snapshots, the Node.js install) hold their own distributions' logs.
     if (!entry.endsWith(".log") || /(^|\/)(snapshots|node)\//.test(entry)) continue;
     const file = join(cache, entry);
-    if (statSync(file).isFile()) out[`the log ${entry} under the cache`] = readFileSync(file, "utf8");
+    try {
+      if (statSync(file).isFile()) out[`the log ${entry} under the cache`] = readFileSync(file, "utf8");
+    } catch (err) {
+      // Pulumi prunes its old logs: one removed since the listing held nothing to find any more.
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+    }
   }
   return out;
 }

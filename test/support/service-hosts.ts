@@ -62,6 +62,8 @@ export interface ServiceHosts {
   remove(host: SimHost, composeFile: string, env?: Record<string, string>): Promise<SshResult>;
   /** A root shell command on the host (sent on stdin through the same elevation); rejects on a non-zero exit. */
   sh(host: SimHost, command: string): Promise<string>;
+  /** Pushes this machine's image `local` to the hosts' registry as `name:tag`; the reference the hosts pull it by, pinned by digest. */
+  push(local: string, name: string, tag: string): Promise<string>;
   stop(): Promise<void>;
 }
 
@@ -188,6 +190,14 @@ export async function startServiceHosts(count: number, prefix: string): Promise<
           ),
         }),
       sh,
+      push: async (local, name, tag) => {
+        const remote = `${registry.server}/${name}:${tag}`;
+        await docker("tag", local, remote);
+        tags.push(remote);
+        await docker("push", "-q", remote);
+        const { stdout } = await docker("image", "inspect", "-f", "{{index .RepoDigests 0}}", remote);
+        return `${HOST_REGISTRY}/${name}@${stdout.trim().split("@")[1] ?? ""}`;
+      },
       stop,
     };
   } catch (err) {

@@ -12,6 +12,14 @@
 # leaves it running. Which steps claim a file: STATE_DIR/PROJECT/owners, one sha256 line per
 # created step (ACTION=create adds its line, delete takes its own out). Named volumes and images stay: they may hold data, and a later apply reuses them.
 #
+# A blue-green service (BLUE_GREEN) is reached through the proxy, which holds its ports. When its
+# settings changed and the proxy runs, its new version starts beside the old one first (compose's
+# scale to 2 without recreating), and must get healthy: then the proxy switches to it, the old one
+# drains and is removed, and the rest of the file is applied as above. A new version that does not
+# get healthy never takes a request: it is removed, nothing else on the host changed, and the
+# script exits 1 naming the host, the service and the health output. A run cut off midway is
+# finished by the next one: of two versions of a service, the one the proxy routes to stays.
+#
 # Applies on one host run one at a time, whatever their project: they share its ports, GPU, memory
 # and image pulls, and a health wait or rollback measured beside another project's switch would
 # blame the wrong release. Each takes an exclusive lock on STATE_DIR/apply.lock for its whole run;
@@ -24,6 +32,9 @@
 #   HEALTH_TIMEOUT  seconds to wait for health (default 120)
 #   LOCK_TIMEOUT    seconds to wait for another apply on this host to finish (default 900)
 #   STATE_DIR       where compose files are kept (default /var/lib/jetson-fleet/compose)
+#   PROXY_ROOT      where the proxies' files are kept (default /var/lib/jetson-fleet/proxy)
+#   BLUE_GREEN      the services updated blue-green, space-separated (see below); with them,
+#   PROXY_CONFIG    the proxy's haproxy.cfg template (proxy-lib.sh), for the proxy service jetson-fleet-proxy
 #   BIND_SOURCES    the bind mounts' host directories, one "OWNER PATH" line each (OWNER uid[:gid]):
 #                   each missing one is made before compose starts anything (compose refuses a
 #                   missing bind source), mode 0755, owned by OWNER; missing parents root's, 0755.
@@ -37,6 +48,7 @@ timeout=${HEALTH_TIMEOUT:-120}
 lock_timeout=${LOCK_TIMEOUT:-900}
 root=${STATE_DIR:-/var/lib/jetson-fleet/compose}
 dir=$root/$project
+proxy_dir=${PROXY_ROOT:-/var/lib/jetson-fleet/proxy}/$project
 log() { printf 'compose-apply: %s\n' "$*" >&2; }
 die() {
   log "$*"
@@ -113,7 +125,7 @@ remove_project() {
   need_compose
   run_compose "$dir/current.yaml" down --remove-orphans 2>"$dir/down.err" \
     || die "host $host: project $project: compose down failed: $(tail -n 5 "$dir/down.err")"
-  rm -rf -- "$dir"
+  rm -rf -- "$dir" "$proxy_dir"
   log "host $host: project $project: removed its containers and networks; its named volumes and images stay on this host"
 }
 if [[ $action == delete ]]; then
@@ -142,6 +154,83 @@ run_compose "$dir/next.yaml" pull -q 2>"$dir/pull.err" \
 # shellcheck source-path=SCRIPTDIR source=bind-sources-lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/bind-sources-lib.sh" # inlined by renderServiceScript
 make_bind_sources || exit 1
+# shellcheck source-path=SCRIPTDIR source=proxy-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/proxy-lib.sh" # inlined by renderServiceScript
+
+read -ra blue_green <<<"${BLUE_GREEN:-}"
+proxy_service=jetson-fleet-proxy
+if ((${#blue_green[@]})); then
+  proxy_install "$proxy_dir" "${PROXY_CONFIG:?PROXY_CONFIG is required with BLUE_GREEN}"
+fi
+# service_containers SERVICE: the ids of its containers, newest first.
+service_containers() {
+  docker ps -aq --filter "label=com.docker.compose.project=$project" --filter "label=com.docker.compose.service=$1"
+}
+container_name() { docker inspect -f '{{.Name}}' "$1" | sed 's|^/||'; }
+# running_proxy: the proxy's container id when it runs, else nothing.
+running_proxy() {
+  local id
+  id=$(service_containers "$proxy_service" | head -n 1)
+  [[ -n $id && $(docker inspect -f '{{.State.Running}}' "$id" 2>/dev/null) == true ]] && echo "$id"
+  return 0
+}
+# settle SERVICE: of several containers of a blue-green service (a run cut off midway), the one
+# the proxy routes to stays (else the newest); the others go.
+settle() {
+  local svc=$1 target keep id
+  local -a ids
+  mapfile -t ids < <(service_containers "$svc")
+  ((${#ids[@]} > 1)) || return 0
+  target=$(cat "$proxy_dir/targets/$svc" 2>/dev/null || true)
+  keep=${ids[0]}
+  for id in "${ids[@]}"; do [[ $(container_name "$id") != "$target" ]] || keep=$id; done
+  for id in "${ids[@]}"; do
+    [[ $id == "$keep" ]] || { docker rm -f "$id" >/dev/null && log "host $host: service $svc: removed $(container_name "$keep" 2>/dev/null || echo "$id")'s leftover twin $id of a run cut off midway"; }
+  done
+}
+# follow: the proxy routes each blue-green service to its (one) container, after compose changed them.
+follow() {
+  local svc id proxy
+  proxy=$(running_proxy)
+  [[ -n $proxy ]] || return 0
+  for svc in "${blue_green[@]}"; do
+    id=$(service_containers "$svc" | head -n 1)
+    [[ -n $id ]] || continue
+    proxy_switch "$proxy_dir" "$proxy" "$svc" "$(container_name "$id")" \
+      || die "host $host: the proxy could not route service $svc to its container: $proxy_error"
+  done
+}
+
+# The blue-green switch, before anything else changes (see the top).
+declare -A old_of=() new_of=()
+proxy=$(running_proxy)
+if ((${#blue_green[@]})) && [[ -n $proxy ]]; then
+  for svc in "${blue_green[@]}"; do
+    settle "$svc"
+    old=$(service_containers "$svc" | head -n 1)
+    # A new service, or one not yet behind the proxy: compose creates it below.
+    [[ -n $old && $(cat "$proxy_dir/targets/$svc" 2>/dev/null) == "$(container_name "$old")" ]] || continue
+    want=$(run_compose "$dir/next.yaml" config --hash "$svc" | cut -d' ' -f2)
+    [[ $(docker inspect -f '{{index .Config.Labels "com.docker.compose.config-hash"}}' "$old") != "$want" ]] || continue
+    run_compose "$dir/next.yaml" up -d --no-deps --no-recreate --scale "$svc=2" "$svc" 2>"$dir/up.err" \
+      || die "host $host: service $svc: starting its new version beside the old one failed: $(tail -n 5 "$dir/up.err" | tr '\n' ' ')"
+    old_of[$svc]=$old
+    new_of[$svc]=$(service_containers "$svc" | grep -vx "$old" | head -n 1)
+  done
+  for svc in "${!new_of[@]}"; do
+    if ! wait_container_healthy "${new_of[$svc]}" "$timeout"; then
+      image=$(docker inspect -f '{{.Config.Image}}' "${new_of[$svc]}" 2>/dev/null || echo "its new image")
+      docker rm -f "${new_of[@]}" >/dev/null 2>&1 || true
+      die "host $host: service $svc is not healthy after the update to $image; health output: $health_output; traffic stayed on the previous version ($(container_name "${old_of[$svc]}")), the new container was removed; nothing else was changed on this host"
+    fi
+  done
+  for svc in "${!new_of[@]}"; do
+    proxy_switch "$proxy_dir" "$proxy" "$svc" "$(container_name "${new_of[$svc]}")" \
+      || die "host $host: service $svc: the proxy did not switch to its new version: $proxy_error; it still serves the previous one"
+    docker stop "${old_of[$svc]}" >/dev/null && docker rm "${old_of[$svc]}" >/dev/null
+    log "host $host: service $svc: switched to $(container_name "${new_of[$svc]}"), the previous version drained and removed"
+  done
+fi
 
 failed_service=""
 failed_output=""
@@ -212,6 +301,7 @@ fi
 up_ok=true
 run_compose "$dir/next.yaml" up -d --remove-orphans 2>"$dir/up.err" || up_ok=false
 if wait_healthy "$dir/next.yaml" && $up_ok; then
+  follow
   mv "$dir/next.yaml" "$dir/current.yaml"
   # This step now claims the file.
   sha256sum "$dir/current.yaml" | cut -d' ' -f1 >>"$dir/owners"
@@ -233,6 +323,7 @@ fi
 log "$message; rolling back to the previous digests"
 failed_service=""
 if run_compose "$dir/current.yaml" up -d --remove-orphans 2>"$dir/up.err" && wait_healthy "$dir/current.yaml"; then
+  follow
   die "$message; rolled back to the previous digests ($(tr '\n' ' ' <"$dir/previous-digests" | sed 's/ $//')), healthy again"
 fi
 die "$message; the rollback to the previous digests failed too: service ${failed_service:-?}: ${failed_output:-$(tail -n 5 "$dir/up.err")}"

@@ -67,6 +67,8 @@ const SERVICES = [
   }),
 ];
 const SECRET_ENV = { inference: ["API_TOKEN"] };
+/** The inference service's update plan: no proxy can switch a host-network service. */
+const HOST_NETWORK_PLAN = { strategy: "recreate", reason: "uses host networking: two versions cannot listen on one host port at once" };
 
 /** Host i's connection: the first host's key pinned, the others' not. */
 const connectionOf = (i: number) => ({
@@ -298,7 +300,7 @@ describe("ContainerDeployment", () => {
     assert.ok(s["orin-03"]?.["inference"]);
   });
 
-  it("registers each service on each host as jetson:services:Service with inputs { host, service }", async () => {
+  it("registers each service on each host as jetson:services:Service with inputs { host, service, update }", async () => {
     const { rec } = await deploy(1);
     const services = rec.ofType(SERVICE_TYPE);
     assert.deepEqual(services.map((s) => s.name).sort(), [
@@ -310,8 +312,8 @@ describe("ContainerDeployment", () => {
     const spec = SERVICES[0]!;
     // A secret environment value makes the whole service input a secret in the state (the engine
     // marks the top-level property); its shape is unchanged.
-    assert.deepEqual(inference?.inputs, { host: "orin-01", service: secretOf({ ...spec, image: INFERENCE }) });
-    assert.deepEqual(Object.keys(inference?.inputs ?? {}), ["host", "service"]);
+    assert.deepEqual(inference?.inputs, { host: "orin-01", service: secretOf({ ...spec, image: INFERENCE }), update: HOST_NETWORK_PLAN });
+    assert.deepEqual(Object.keys(inference?.inputs ?? {}), ["host", "service", "update"]);
   });
 });
 
@@ -432,7 +434,7 @@ describe("ComposeDeployment", () => {
     }
   });
 
-  it("stands for each service on each host with a jetson:services:Service of inputs { host, service }", async () => {
+  it("stands for each service on each host with a jetson:services:Service of inputs { host, service, update }", async () => {
     const { rec } = await deploy(2);
     const services = rec.ofType(SERVICE_TYPE);
     assert.deepEqual(
@@ -440,7 +442,11 @@ describe("ComposeDeployment", () => {
       ["orin-01", "orin-02"].flatMap((h) => ["inference", "mediamtx", "ui"].map((s) => `services-${h}-${s}`)),
     );
     const ui = services.find((s) => s.name === "services-orin-02-ui");
-    assert.deepEqual(ui?.inputs, { host: "orin-02", service: { ...SERVICES[2], image: UI } });
+    assert.deepEqual(ui?.inputs, {
+      host: "orin-02",
+      service: { ...SERVICES[2], image: UI },
+      update: { strategy: "recreate", reason: "has no health check to tell when the new version is ready" },
+    });
   });
 
   it("deploys nothing new when a tag moves to the same digest", async () => {
