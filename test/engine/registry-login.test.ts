@@ -141,12 +141,14 @@ describe("registry login on a simulated Jetson under pulumi up", { timeout: 60 *
     return (JSON.parse(text) as { auths?: Record<string, { auth?: string }> }).auths ?? {};
   }
   const containers = () => fleet.composeContainers(host, PROJECT);
+  /** The containers mode's probe containers (blue-green: `probe-<generation>`), by id. */
+  const PROBE_CONTAINERS = `docker ps -aq --filter name='^probe(-[0-9a-f]{12})?$'`;
   /** The containers mode's probe container: image, status(/health), id. */
   async function probeContainer(): Promise<{ image: string; status: string; id: string }> {
     const [image = "", status = "", id = ""] = (
       await fleet.exec(
         host,
-        `docker inspect -f '{{.Config.Image}} {{.State.Status}}{{if .State.Health}}/{{.State.Health.Status}}{{end}} {{.Id}}' probe`,
+        `docker inspect -f '{{.Config.Image}} {{.State.Status}}{{if .State.Health}}/{{.State.Health.Status}}{{end}} {{.Id}}' $(${PROBE_CONTAINERS})`,
       )
     )
       .trim()
@@ -224,7 +226,8 @@ describe("registry login on a simulated Jetson under pulumi up", { timeout: 60 *
     const images = (await env.stack.outputs())["serviceImages"]?.value as Record<string, string>;
     assert.equal(images["probe"], probe["v1"]);
     const running = await containers();
-    assert.deepEqual(Object.keys(running), ["probe"]);
+    // The probe is blue-green (the dev stack has a proxy), behind the host's proxy.
+    assert.deepEqual(Object.keys(running).sort(), ["jetson-fleet-proxy", "probe"]);
     assert.equal(running["probe"]?.image, probe["v1"]);
     assert.match(running["probe"]?.status ?? "", /^running\/healthy$/);
     assert.equal(await probeAnswer(), "1.0.0\n");
@@ -286,7 +289,7 @@ describe("registry login on a simulated Jetson under pulumi up", { timeout: 60 *
       cfg["deploy"] = { target: "compose", rollout: { maxUnavailable: 1 } };
     });
     await up();
-    assert.equal((await fleet.exec(host, "docker ps -aq --filter name=^probe$")).trim(), "", "the containers mode's probe is gone");
+    assert.equal((await fleet.exec(host, PROBE_CONTAINERS)).trim(), "", "the containers mode's probe is gone");
     const running = await containers();
     assert.equal(running["probe"]?.image, probe["v3"]);
     assert.match(running["probe"]?.status ?? "", /^running\/healthy$/);
@@ -319,7 +322,7 @@ describe("registry login on a simulated Jetson under pulumi up", { timeout: 60 *
       processLists += await sampler.stop();
     }
     assert.deepEqual(await containers(), {});
-    assert.equal((await fleet.exec(host, "docker ps -aq --filter name=^probe$")).trim(), "");
+    assert.equal((await fleet.exec(host, PROBE_CONTAINERS)).trim(), "");
     const state = await env.stack.exportStack();
     assert.deepEqual((state.deployment as { resources?: unknown[] }).resources ?? [], []);
   });
