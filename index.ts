@@ -5,8 +5,11 @@ import {
   ComposeDeployment,
   ContainerDeployment,
   GpuImage,
+  type HostModels,
   JetsonHost,
   KubernetesFleet,
+  ModelArtifact,
+  checkModelFiles,
   dockerSshAgent,
   gpuImageArgs,
   isSecretPath,
@@ -26,6 +29,9 @@ import {
 const config = readStackConfig();
 const stackFile = stackFileName(pulumi.getStack());
 const build = readBuildEnvironment(process.env, stackFile, config.images.length);
+// A model file that is missing or is not the content its sha256 names is a config error too.
+const projectDir = pulumi.runtime.getRootDirectory();
+checkModelFiles(config.models, { project: pulumi.getProject(), stack: pulumi.getStack() }, projectDir);
 
 // The stack's registry credentials, when it has them (the dev registry has none): hosts log in
 // with them, and service tags are resolved to digests with them.
@@ -84,6 +90,30 @@ const proxy =
   deployed && !kubernetes && config.proxy
     ? { image: pinProxyImage(config.proxy, built, resolver), drainTimeoutSeconds: durationSeconds(config.proxy.drainTimeout) }
     : undefined;
+// Models go to the stack's registry once per content (or are checked there), and every host
+// fetches them from it; each host builds its services' engines from them, batch by batch.
+const artifacts = deployed
+  ? Object.fromEntries(
+      config.models.map((model, i) => [
+        model.name,
+        new ModelArtifact(model.name, {
+          model,
+          projectDir,
+          configKey: `models[${i}]`,
+          ...(registry ? { registry: registry.server } : {}),
+          ...(login ? { credentials: { username: login.username, password: pulumi.secret(login.password) } } : {}),
+        }),
+      ]),
+    )
+  : {};
+const models =
+  config.models.length > 0 && deployed && !kubernetes
+    ? {
+        models: config.models,
+        sources: Object.fromEntries(Object.entries(artifacts).map(([name, a]) => [name, { location: a.location, ready: a.step }])),
+        ...(login ? { credentials: { username: login.username, password: pulumi.secret(login.password) } } : {}),
+      }
+    : undefined;
 // Which environment values are secrets comes with the config: it knows what the stack encrypts.
 const secretEnvironment = secretEnvironmentOf(config.services, config.secretPaths);
 const targets = Object.entries(hosts).map(([name, host]) => serviceHostOf(name, host));
@@ -94,33 +124,47 @@ const deployArgs = {
   secretEnvironment,
   maxUnavailable: config.deploy.rollout.maxUnavailable,
   ...(proxy ? { proxy } : {}),
+  ...(models ? { models } : {}),
 };
 let results: pulumi.Output<Record<string, string>> = pulumi.output<Record<string, string>>({});
+let hostModels: Readonly<Record<string, HostModels>> = {};
 if (deployed) {
   switch (config.deploy.target) {
-    case "compose":
-      results = new ComposeDeployment("services", deployArgs).results;
+    case "compose": {
+      const deployment = new ComposeDeployment("services", deployArgs);
+      ({ results } = deployment);
+      hostModels = deployment.models;
       break;
-    case "containers":
-      results = new ContainerDeployment("services", {
+    }
+    case "containers": {
+      const deployment = new ContainerDeployment("services", {
         ...deployArgs,
         ...(login ? { registry: { ...login, password: pulumi.secret(login.password) } } : {}),
-      }).results;
+      });
+      ({ results } = deployment);
+      hostModels = deployment.models;
       break;
+    }
     case "kubernetes": {
       // The schema requires exactly one of kubeconfig and renderYamlToDirectory for this target.
       const cluster = config.deploy.kubernetes ?? { namespace: "jetson-fleet" };
-      const fleet = new KubernetesFleet("fleet", {
-        services: config.services,
-        secretEnvironment,
-        images: built,
-        namespace: cluster.namespace,
-        rollout: config.deploy.rollout,
-        ...(cluster.nodeSelector ? { nodeSelector: cluster.nodeSelector } : {}),
-        ...(registry ? { registry: { ...registry, ...(registry.password ? { password: pulumi.secret(registry.password) } : {}) } } : {}),
-        ...(cluster.renderYamlToDirectory !== undefined ? { renderYamlToDirectory: cluster.renderYamlToDirectory } : {}),
-        ...(cluster.kubeconfig !== undefined ? { kubeconfig: pulumi.secret(cluster.kubeconfig) } : {}),
-      });
+      const fleet = new KubernetesFleet(
+        "fleet",
+        {
+          services: config.services,
+          secretEnvironment,
+          images: built,
+          namespace: cluster.namespace,
+          rollout: config.deploy.rollout,
+          ...(cluster.nodeSelector ? { nodeSelector: cluster.nodeSelector } : {}),
+          ...(registry ? { registry: { ...registry, ...(registry.password ? { password: pulumi.secret(registry.password) } : {}) } } : {}),
+          ...(cluster.renderYamlToDirectory !== undefined ? { renderYamlToDirectory: cluster.renderYamlToDirectory } : {}),
+          ...(cluster.kubeconfig !== undefined ? { kubeconfig: pulumi.secret(cluster.kubeconfig) } : {}),
+          ...(config.models.length > 0 ? { models: config.models } : {}),
+        },
+        // A pod's init containers fetch the models from the registry: they must be there first.
+        { dependsOn: Object.values(artifacts) },
+      );
       results = fleet.images.apply((refs) => ({
         [cluster.namespace]: Object.entries(refs)
           .map(([service, image]) => `${service}=${image}`)
@@ -148,6 +192,12 @@ export const serviceImages = pulumi.all(serviceImageRefs);
 export const proxyImage = proxy?.image;
 /** How each service is updated on its hosts (`blue-green` or `recreate`) and why, by service name; none on Kubernetes. */
 export const serviceUpdates = kubernetes ? {} : updatePlans(config.services, proxy !== undefined);
+/** Each model as hosts fetch it, `registry/repository@sha256:<manifest>`, by model name. */
+export const modelArtifacts = pulumi.all(Object.fromEntries(Object.entries(artifacts).map(([name, a]) => [name, a.artifact])));
+/** Each host's engine keys (`<service>/<model>` to the key of the engine it mounts), by host name. */
+export const engineKeys = pulumi.all(Object.fromEntries(Object.entries(hostModels).map(([host, m]) => [host, m.keys])));
+/** Each host's last delivery report per model (`fetched … bytes=<n>` or `present … bytes=0`), by host name. */
+export const modelDeliveries = pulumi.all(Object.fromEntries(Object.entries(hostModels).map(([host, m]) => [host, m.deliveries])));
 /** Services deployed to every host. */
 export const services = config.services.map((s) => s.name);
 /** Where services run: compose, containers or kubernetes. */

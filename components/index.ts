@@ -3,4 +3,5 @@ export * from "./config/index.ts";
 export * from "./host/index.ts";
 export * from "./image/index.ts";
 export * from "./kubernetes/index.ts";
+export * from "./models/index.ts";
 export * from "./services/index.ts";

@@ -3,6 +3,7 @@
 // unit tests table them without an engine. They read the registered inputs defensively: a policy
 // sees plain JSON (secrets unwrapped, unknowns absent), never the components' typed arguments.
 import { parseImage } from "../components/config/formats.ts";
+import { ENGINE_ROOT, MODEL_STORE_ROOT } from "../components/models/engine.ts";
 
 /** The component type tokens the rules read (frozen, see components/). */
 export const SERVICE_TYPE = "jetson:services:Service";
@@ -113,6 +114,14 @@ function podOf(resource: PolicyResource): { subject: string; spec: Loose; contai
 
 const readOnlyPattern = (config: RuleConfig) => new RegExp(config.readOnlyPaths ?? DEFAULT_READ_ONLY_PATHS);
 
+/**
+ * The node's engine and model stores (components/models/engine.ts), which the engine build's init
+ * containers fill: theirs to write, before any service container starts; the service containers
+ * mount their engines read-only.
+ */
+export const ENGINE_BUILD_STORES: readonly string[] = [ENGINE_ROOT, MODEL_STORE_ROOT];
+const inStore = (source: string) => ENGINE_BUILD_STORES.some((s) => source === s || source.startsWith(`${s}/`));
+
 export const imagesPinned: Rule = {
   name: "images-pinned",
   description: "Every image is pinned by digest (or an exact version tag where a digest is impossible), never latest.",
@@ -179,7 +188,7 @@ export const gpuRuntimeNvidia: Rule = {
 
 export const modelMountsReadOnly: Rule = {
   name: "model-mounts-read-only",
-  description: "Model, engine and video mounts are read-only.",
+  description: "Model, engine and video mounts are read-only (init containers may write the node's engine and model stores).",
   configKeys: ["readOnlyPaths"],
   check(resource, config) {
     const pattern = readOnlyPattern(config);
@@ -199,11 +208,14 @@ export const modelMountsReadOnly: Rule = {
       const hostPaths = new Map(
         objects(pod.spec["volumes"]).map((v) => [text(v["name"]) ?? "", text(field(v["hostPath"], "path")) ?? ""] as const),
       );
+      const init = objects(pod.spec["initContainers"]);
       return pod.containers.flatMap(({ subject, container }) =>
         objects(container["volumeMounts"]).flatMap((mount) => {
           const target = text(mount["mountPath"]) ?? "";
           const source = hostPaths.get(text(mount["name"]) ?? "") ?? "";
           if (mount["readOnly"] === true || !(pattern.test(source) || pattern.test(target))) return [];
+          // The engine build writes the stores before the service starts (see ENGINE_BUILD_STORES).
+          if (init.includes(container) && inStore(source)) return [];
           return [
             `${subject} mounts ${source ? `${source} at ` : ""}${target} read-write; expected readOnly: true for model and video mounts`,
           ];

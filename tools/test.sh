@@ -123,7 +123,7 @@ main() {
         node_modules/.bin/eslint .
         node_modules/.bin/prettier --check .
         tools/machine.sh
-        shellcheck -x tools/*.sh .ci/run components/host/scripts/*.sh components/services/scripts/*.sh images/web-probe/*.sh images/jetson-sim/*.sh images/base/*.sh images/stand-ins/*.sh images/jetson-sim/nvidia-toolkit/*.sh images/jetson-sim/nvidia-toolkit/bin/* images/jetson-sim/rootfs/usr/local/sbin/*
+        shellcheck -x tools/*.sh .ci/run components/host/scripts/*.sh components/services/scripts/*.sh components/kubernetes/scripts/*.sh components/models/scripts/*.sh images/web-probe/*.sh images/jetson-sim/*.sh images/base/*.sh images/stand-ins/*.sh images/jetson-sim/nvidia-toolkit/*.sh images/jetson-sim/nvidia-toolkit/bin/* images/jetson-sim/rootfs/usr/local/sbin/*
         yamllint -d '{extends: default, rules: {line-length: {max: 140}, document-start: disable, truthy: {check-keys: false}}}' Pulumi*.yaml .github/workflows/*.yml
         "$(tools/actionlint.sh)" .github/workflows/*.yml
         ;;

@@ -62,6 +62,9 @@ export interface ImageReference {
  */
 export const SHA256_DIGEST = /^sha256:[a-f0-9]{64}$/;
 
+/** A SHA-256 as `sha256sum` prints it (a model's `sha256`): the hex part of `SHA256_DIGEST`. */
+export const SHA256_HEX = new RegExp(`^${SHA256_DIGEST.source.slice("^sha256:".length)}`);
+
 /** Whether `value` is a digest as `SHA256_DIGEST` describes it. */
 export function isDigest(value: string): boolean {
   return SHA256_DIGEST.test(value);

@@ -1,5 +1,6 @@
 export * from "./formats.ts";
 export * from "./docker.ts";
 export * from "./schema.ts";
+export * from "./models.ts";
 export * from "./load.ts";
 export * from "./update.ts";

@@ -125,6 +125,7 @@ export function refineStackConfig(value: unknown, ctx: z.RefinementCtx): void {
   refineRuntime(value, ctx);
   refineImages(value, ctx);
   refineServices(value, ctx);
+  refineModels(value, ctx);
   refineDeploy(value, ctx);
 }
 
@@ -400,6 +401,88 @@ function addressesOverlap(a: string | undefined, b: string | undefined): boolean
   if (a === "0.0.0.0") return isIP(b) === 4;
   if (b === "0.0.0.0") return isIP(a) === 4;
   return false;
+}
+
+/**
+ * Unique model names; models fetched from the stack's registry; each service's models defined,
+ * once each, on the GPU, mounted where no other mount is.
+ */
+function refineModels(cfg: Loose, ctx: z.RefinementCtx): void {
+  uniqueNames(cfg["models"], "models", "model", ctx);
+  const models = entries(cfg["models"]);
+  const modelNames = models.flatMap(([, m]) => text(m["name"]) ?? []);
+  const server = isObject(cfg["registry"]) ? text(cfg["registry"]["server"]) : undefined;
+  for (const [mi, model] of models) {
+    const source = isObject(model["source"]) ? model["source"] : {};
+    const artifact = text(source["artifact"]);
+    if (server === undefined && (text(source["file"]) !== undefined || artifact !== undefined)) {
+      refuse(
+        ctx,
+        ["models", mi, "source"],
+        "needs the stack's registry, which hosts fetch models from; expected registry.server (and its credentials, if it takes any)",
+      );
+    } else if (artifact !== undefined && server !== undefined && !artifact.startsWith(`${server}/`)) {
+      refuse(
+        ctx,
+        ["models", mi, "source", "artifact"],
+        `${JSON.stringify(artifact)} is not in the stack's registry ${server}, the one hosts fetch from with the stack's credentials; expected ${server}/<repository>@sha256:<digest>`,
+      );
+    }
+  }
+  for (const [si, svc] of entries(cfg["services"])) {
+    const refs = entries(svc["models"]);
+    if (refs.length > 0 && svc["runtime"] !== "nvidia") {
+      refuse(
+        ctx,
+        ["services", si, "runtime"],
+        `service "${text(svc["name"]) ?? si}" runs models, whose TensorRT engines are built and loaded on the GPU; expected runtime "nvidia"`,
+      );
+    }
+    refuseRepeats(
+      refs.map(([, r]) => r["name"]),
+      ctx,
+      (v, first) => `model "${v}" is listed twice (also services[${si}].models[${first}]); expected each model once per service`,
+      (v) => v,
+      (i) => ["services", si, "models", i, "name"],
+    );
+    const targets = entries(svc["volumes"]).flatMap(([vi, v]): [number, string][] =>
+      typeof v["target"] === "string" ? [[vi, containerPath(v["target"])]] : [],
+    );
+    const paths = new Map<string, number>();
+    for (const [ri, ref] of refs) {
+      const name = text(ref["name"]);
+      if (name !== undefined && !modelNames.includes(name)) {
+        refuse(
+          ctx,
+          ["services", si, "models", ri, "name"],
+          `model "${name}" is not defined under models; expected one of: ${modelNames.join(", ") || "(no models)"}`,
+        );
+      }
+      const path = text(ref["path"]);
+      if (path === undefined || !path.startsWith("/")) continue;
+      const engine = containerPath(path);
+      const seen = paths.get(engine);
+      if (seen !== undefined) {
+        refuse(
+          ctx,
+          ["services", si, "models", ri, "path"],
+          `"${path}" is also services[${si}].models[${seen}].path; expected one path per model`,
+        );
+        continue;
+      }
+      paths.set(engine, ri);
+      // Docker would have to make the mount point inside the other mount's source on the host.
+      // The engine at `path`, its record at `path.json`.
+      const under = targets.find(([, t]) => engine === t || `${engine}.json` === t || engine.startsWith(`${t}/`));
+      if (under) {
+        refuse(
+          ctx,
+          ["services", si, "models", ri, "path"],
+          `"${path}" is at or inside services[${si}].volumes[${under[0]}] (${under[1]}); expected the engine mounted outside the service's other mounts, e.g. /models/model.engine with no volume at /models`,
+        );
+      }
+    }
+  }
 }
 
 /** A kubernetes target needs exactly one way to reach its cluster. */

@@ -30,6 +30,7 @@ import {
   securityOptProblem,
   ROTATING_LOG_DRIVERS,
 } from "./docker.ts";
+import { ModelSpec, ServiceModel } from "./models.ts";
 import { checked, refineService, refineStackConfig, refuse, refuseRepeats } from "./refinements.ts";
 
 /** Log rotation every service gets unless it says otherwise (the users' 10m × 3). */
@@ -434,6 +435,13 @@ export const ServiceSpec = z
         }
       })
       .default({}),
+    /**
+     * Models the service runs (`models` entries by name): each host builds the model's TensorRT
+     * engine inside this service's image and mounts it read-only at `path`. Needs runtime `nvidia`.
+     * @default []
+     * @example [{ name: "detector", path: "/models/model.engine" }]
+     */
+    models: z.array(ServiceModel).default([]),
     /** Health check; rollouts wait for it. @default none (the image's own `HEALTHCHECK`, if any) */
     healthcheck: healthcheck.optional(),
     /**
@@ -606,6 +614,8 @@ export const StackConfigShape = {
   registry: RegistrySpec.optional(),
   /** Images built by this stack. @default [] */
   images: z.array(ImageSpec).default([]),
+  /** ONNX models delivered to every host, and the TensorRT engines their services build on each. @default [] */
+  models: z.array(ModelSpec).default([]),
   /** Services deployed to every host. @default [] */
   services: z.array(ServiceSpec).default([]),
   /** The proxy of every host with a `blue-green` service. @default none (every service is updated `recreate`) */

@@ -36,6 +36,12 @@ export interface HostFacts {
   readonly defaultRuntime: string;
   readonly dockerDataRoot: string;
   readonly freeBytes: number;
+  /**
+   * The GPU's identity, what an engine built on this host is specific to: the NUL-separated
+   * entries of /proc/device-tree/compatible joined with ",", or "none" without a device tree.
+   * @example "nvidia,p3768-0000+p3767-0000,nvidia,p3767-0000,nvidia,tegra234"
+   */
+  readonly gpu: string;
 }
 
 /**

@@ -13,6 +13,7 @@
 // hold no value. Rendering to a directory writes no Secret: GitOps repositories get them apart.
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
+import type { ModelSpec } from "../config/models.ts";
 import type { DeploySpec, ServiceSpec } from "../config/schema.ts";
 import { StackConfigError } from "../config/load.ts";
 import { KubernetesService, pinnedService } from "./KubernetesService.ts";
@@ -52,6 +53,19 @@ export interface KubernetesFleetArgs {
    * @example config.services
    */
   readonly services: readonly ServiceSpec[];
+  /**
+   * The stack's models, validated with defaults applied (the stack config's `models`). Each
+   * service's `models` are built into TensorRT engines on every node its pods run on, before the
+   * service starts: init containers in the service's own image compute the engine key (the same as
+   * the per-host targets'), reuse the node's engine under
+   * `/var/lib/jetson-fleet/engines/<namespace>/<service>/<model>/<key>/` or fetch the model from
+   * `registry` (with its login) and build it there, and show it to the service read-only at its
+   * `path` (its build record at `<path>.json`). A failed build keeps the pod from starting, so the
+   * rollout stops on that node. The script they run is in the ConfigMap `engine-init`.
+   * @default [] (no service may then have models)
+   * @example config.models
+   */
+  readonly models?: readonly ModelSpec[];
   /**
    * Environment keys whose values are secrets, by service name (as the other deploy modes take
    * them; `secretEnvironmentOf` reads them from the stack file). Each such service gets a Secret
@@ -167,6 +181,7 @@ export class KubernetesFleet extends pulumi.ComponentResource {
       fleetManifests({
         services: args.services,
         images,
+        ...(args.models ? { models: args.models } : {}),
         namespace,
         ...(args.secretEnvironment ? { secretEnvironment: args.secretEnvironment } : {}),
         ...(args.rollout ? { rollout: args.rollout } : {}),
@@ -193,6 +208,7 @@ export class KubernetesFleet extends pulumi.ComponentResource {
       // Secrets hold values: never rendered into a directory (see renderYamlToDirectory).
       pullSecret: registry?.username !== undefined && !rendering,
       devicePlugin: gpuMode === "device-plugin",
+      engineScript: args.services.some((s) => s.models.length > 0),
     };
 
     // Rendering to a directory needs no cluster, so no kubeconfig either.
@@ -240,6 +256,16 @@ export class KubernetesFleet extends pulumi.ComponentResource {
         ),
       );
     }
+    if (shape.engineScript) {
+      // The script the engine builds run (rendered to a directory too: it holds no secret).
+      ready.push(
+        new k8s.core.v1.ConfigMap(
+          `${name}-engine-init`,
+          { metadata: meta((f) => f.engineScript), data: fleet.apply((f) => f.engineScript?.["data"] as Record<string, string>) },
+          { ...child, dependsOn: [ns] },
+        ),
+      );
+    }
     if (shape.devicePlugin) {
       new k8s.apps.v1.DaemonSet(
         `${name}-device-plugin`,
@@ -248,6 +274,9 @@ export class KubernetesFleet extends pulumi.ComponentResource {
       );
     }
 
+    // What the fleet waits for (the models pushed to the registry, say) its workloads wait for: a
+    // component's dependsOn does not reach its children.
+    const external = opts?.dependsOn === undefined ? [] : Array.isArray(opts.dependsOn) ? [...opts.dependsOn] : [opts.dependsOn];
     const services: Record<string, KubernetesService> = {};
     for (const spec of args.services) {
       const rendered = fleet.apply((f) => {
@@ -268,7 +297,7 @@ export class KubernetesFleet extends pulumi.ComponentResource {
           workloadManifest: rendered.apply((s) => s.workload),
           disruptionBudgetManifest: rendered.apply((s) => s.disruptionBudget),
         },
-        { ...child, dependsOn: ready },
+        { ...child, dependsOn: [...ready, ...(external as pulumi.Input<pulumi.Resource>[])] },
       );
     }
     this.services = services;

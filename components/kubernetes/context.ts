@@ -1,7 +1,8 @@
 // What rendering one fleet shares between its parts (internal: not exported from the barrel).
 import type { ConfigProblem } from "../config/load.ts";
+import type { ModelSpec } from "../config/models.ts";
 import type { DeploySpec } from "../config/schema.ts";
-import type { GpuAccess } from "./model.ts";
+import type { FleetRegistry, GpuAccess } from "./model.ts";
 
 export interface RenderContext {
   /** Problems found so far, as config key paths and messages; nothing is rendered while any exist. */
@@ -13,4 +14,8 @@ export interface RenderContext {
   readonly pullSecrets: { name: string }[];
   readonly awaitRollout: boolean;
   readonly secretEnvironment: Readonly<Record<string, readonly string[]>>;
+  /** The stack's models by name. */
+  readonly models: ReadonlyMap<string, ModelSpec>;
+  /** The registry images and models come from. */
+  readonly registry: FleetRegistry | undefined;
 }

@@ -29,7 +29,8 @@ import {
 } from "./model.ts";
 import { podSpec } from "./pod.ts";
 import { environmentSecretRef } from "./secrets.ts";
-import { KubernetesFleetArgsError, argumentProblems, serviceImage, unsupported } from "./validation.ts";
+import { ENGINE_SCRIPT_ANNOTATION, engineScriptManifest, engineScriptSha256 } from "./engines.ts";
+import { KubernetesFleetArgsError, argumentProblems, modelProblems, serviceImage, unsupported } from "./validation.ts";
 
 /** One service's workload and disruption budget. Problems go to `ctx.problems`. */
 function serviceManifests(
@@ -41,14 +42,17 @@ function serviceManifests(
 ): ServiceManifests | undefined {
   const at = `services[${index}]`;
   unsupported(svc, at, ctx);
+  modelProblems(svc, at, ctx);
   const image = serviceImage(svc, at, images, ctx);
   const pod = podSpec(svc, image ?? "", at, ctx);
   if (image === undefined) return undefined;
   const labels = selectorLabels(svc.name);
   const metadata = { name: svc.name, namespace: ctx.namespace, labels };
   const workloadMetadata = { ...metadata, ...(ctx.awaitRollout ? {} : { annotations: { ...SKIP_AWAIT } }) };
+  // A new engine script is a new pod template: the pods roll and their init containers run it.
+  const annotations = { ...svc.labels, ...(svc.models.length ? { [ENGINE_SCRIPT_ANNOTATION]: engineScriptSha256() } : {}) };
   const template = {
-    metadata: { labels, ...(Object.keys(svc.labels).length ? { annotations: { ...svc.labels } } : {}) },
+    metadata: { labels, ...(Object.keys(annotations).length ? { annotations } : {}) },
     spec: pod,
   };
   const maxUnavailable = ctx.rollout.maxUnavailable;
@@ -144,6 +148,8 @@ export function fleetManifests(options: FleetManifestOptions): FleetManifests {
     pullSecrets: withLogin ? [{ name: PULL_SECRET_NAME }] : [],
     awaitRollout: options.awaitRollout ?? true,
     secretEnvironment: options.secretEnvironment ?? {},
+    models: new Map((options.models ?? []).map((m) => [m.name, m])),
+    registry: options.registry,
   };
   const services = options.services.flatMap((svc, i) => {
     const m = serviceManifests(svc, i, options.workloads?.[svc.name] ?? { kind: "DaemonSet" }, options.images ?? {}, ctx);
@@ -166,6 +172,7 @@ export function fleetManifests(options: FleetManifestOptions): FleetManifests {
       : {}),
     ...(withLogin ? { pullSecretName: PULL_SECRET_NAME } : {}),
     ...(ctx.gpu.mode === "device-plugin" ? { devicePlugin: devicePluginManifest(ctx.gpu.image, ctx) } : {}),
+    ...(options.services.some((s) => s.models.length > 0) ? { engineScript: engineScriptManifest(namespace) } : {}),
     services,
   };
 }

@@ -2,6 +2,7 @@
 // the options `fleetManifests` takes and of the plain objects it returns. No logic beyond labels.
 import type * as k8s from "@pulumi/kubernetes";
 import type { StackConfigSource } from "../config/load.ts";
+import type { ModelSpec } from "../config/models.ts";
 import type { DeploySpec, ServiceSpec } from "../config/schema.ts";
 
 type ObjectMeta = k8s.types.input.meta.v1.ObjectMeta;
@@ -71,8 +72,17 @@ export interface FleetManifestOptions {
   readonly namespace?: string;
   /** @default { maxUnavailable: 1 } */
   readonly rollout?: DeploySpec["rollout"];
-  /** Registry to pull from; with a username, pods get `imagePullSecrets` naming the pull secret. */
+  /**
+   * Registry to pull from; with a username, pods get `imagePullSecrets` naming the pull secret.
+   * Models are fetched from it too, with the same login.
+   */
   readonly registry?: FleetRegistry;
+  /**
+   * The stack's models (`models`, validated with defaults applied): each service's `models` are
+   * built into engines on the node by init containers before the service starts (engines.ts).
+   * @default [] (no service may then have models)
+   */
+  readonly models?: readonly ModelSpec[];
   /** @default { "kubernetes.io/arch": "arm64" } */
   readonly nodeSelector?: Readonly<Record<string, string>>;
   /** Workload per service name. @default DaemonSet for every service */
@@ -133,6 +143,8 @@ export interface FleetManifests {
   /** The pull secret's name when pods pull with credentials (see `pullSecretManifest`). */
   readonly pullSecretName?: string;
   readonly devicePlugin?: Manifest;
+  /** The ConfigMap of the engine build's script, when a service has models. */
+  readonly engineScript?: Manifest;
   readonly services: readonly ServiceManifests[];
 }
 

@@ -5,6 +5,7 @@ import type * as k8s from "@pulumi/kubernetes";
 import type { ServiceSpec } from "../config/schema.ts";
 import { serviceEnvironment } from "../services/spec.ts";
 import type { RenderContext } from "./context.ts";
+import { enginePodParts } from "./engines.ts";
 import { NAMED_VOLUME_ROOT, NVIDIA_GPU_RESOURCE, NVIDIA_RUNTIME_CLASS, type PodContainer, isGpuService } from "./model.ts";
 import { environmentSecretName } from "./secrets.ts";
 import { cpuQuantity, probeSeconds, quantity } from "./units.ts";
@@ -128,10 +129,16 @@ function resources(svc: ServiceSpec, ctx: RenderContext): PodContainer["resource
   return Object.keys(limits).length ? { requests: { ...limits }, limits } : {};
 }
 
-function container(svc: ServiceSpec, image: string, mounts: VolumeMount[], at: string, ctx: RenderContext): PodContainer {
+function container(
+  svc: ServiceSpec,
+  image: string,
+  mounts: VolumeMount[],
+  res: PodContainer["resources"],
+  env: EnvVar[],
+  at: string,
+  ctx: RenderContext,
+): PodContainer {
   const sc = securityContext(svc, at, ctx);
-  const res = resources(svc, ctx);
-  const env = containerEnvironment(svc, ctx.secretEnvironment[svc.name]);
   const ports = svc.ports.map((p) => ({
     containerPort: p.target,
     protocol: p.protocol.toUpperCase(),
@@ -154,10 +161,17 @@ function container(svc: ServiceSpec, image: string, mounts: VolumeMount[], at: s
   };
 }
 
-/** The pod template's spec for a service running `image`. Problems go to `ctx.problems`. */
+/**
+ * The pod template's spec for a service running `image`, with the init containers that build its
+ * models' engines on the node first (engines.ts). Problems go to `ctx.problems`.
+ */
 export function podSpec(svc: ServiceSpec, image: string, at: string, ctx: RenderContext): PodSpec {
   const vols = volumes(svc, at, ctx);
   const psc = podSecurityContext(svc, at, ctx);
+  const res = resources(svc, ctx);
+  const env = containerEnvironment(svc, ctx.secretEnvironment[svc.name]);
+  const engines = enginePodParts(svc, image, res, env, ctx);
+  const allVolumes = [...vols.volumes, ...engines.volumes];
   return {
     ...(isGpuService(svc) ? { runtimeClassName: NVIDIA_RUNTIME_CLASS } : {}),
     ...(svc.network === "host" ? { hostNetwork: true, dnsPolicy: "ClusterFirstWithHostNet" } : {}),
@@ -165,7 +179,8 @@ export function podSpec(svc: ServiceSpec, image: string, at: string, ctx: Render
     ...(Object.keys(ctx.nodeSelector).length ? { nodeSelector: { ...ctx.nodeSelector } } : {}),
     ...(ctx.pullSecrets.length ? { imagePullSecrets: ctx.pullSecrets } : {}),
     ...(Object.keys(psc).length ? { securityContext: psc } : {}),
-    containers: [container(svc, image, vols.mounts, at, ctx)],
-    ...(vols.volumes.length ? { volumes: vols.volumes } : {}),
+    ...(engines.initContainers.length ? { initContainers: engines.initContainers } : {}),
+    containers: [container(svc, image, [...vols.mounts, ...engines.mounts], res, env, at, ctx)],
+    ...(allVolumes.length ? { volumes: allVolumes } : {}),
   };
 }

@@ -15,6 +15,7 @@ export function manifestList(fleet: FleetManifests, login?: RegistryLogin): Mani
     ...(fleet.runtimeClass ? [fleet.runtimeClass] : []),
     ...(login && fleet.pullSecretName ? [pullSecretManifest(fleet.namespace.metadata.name, login)] : []),
     ...(fleet.devicePlugin ? [fleet.devicePlugin] : []),
+    ...(fleet.engineScript ? [fleet.engineScript] : []),
     ...fleet.services.flatMap((s) => [s.workload, s.disruptionBudget]),
   ];
 }

@@ -1,9 +1,10 @@
 // The stack's services on every host as compose projects, updated in batches: a batch starts
 // only once every host of the previous one has applied its file and reported healthy.
 import * as pulumi from "@pulumi/pulumi";
+import type { HostModels } from "../models/HostModels.ts";
 import { ComposeProject } from "./ComposeProject.ts";
 import { checkComposeProject, composeProjectName } from "./compose.ts";
-import type { ServiceDeploymentArgs } from "./deployment.ts";
+import { hostModelsOf, type ServiceDeploymentArgs } from "./deployment.ts";
 import { rolloutBatches } from "./rollout.ts";
 
 /** The compose mode takes what every per-host deploy mode takes, and the compose project name. */
@@ -30,6 +31,8 @@ export class ComposeDeployment extends pulumi.ComponentResource {
   public readonly batches: readonly (readonly string[])[];
   /** The projects, by host name. */
   public readonly projects: Readonly<Record<string, ComposeProject>>;
+  /** Each host's models and engines, by host name (none without models). */
+  public readonly models: Readonly<Record<string, HostModels>>;
   /** Each host's apply report, by host name. */
   public readonly results: pulumi.Output<Record<string, string>>;
 
@@ -39,9 +42,12 @@ export class ComposeDeployment extends pulumi.ComponentResource {
     super("jetson:services:ComposeDeployment", name, {}, opts);
     const batches = rolloutBatches(args.hosts, args.maxUnavailable ?? 1);
     const projects: Record<string, ComposeProject> = {};
+    const models: Record<string, HostModels> = {};
     let previous: pulumi.Resource[] = [];
     for (const batch of batches) {
       const current = batch.map((host) => {
+        const onHost = hostModelsOf(name, host, projectName, args, previous, this);
+        if (onHost) models[host.name] = onHost;
         const project = new ComposeProject(
           `${name}-${host.name}`,
           {
@@ -49,7 +55,8 @@ export class ComposeDeployment extends pulumi.ComponentResource {
             project: projectName,
             services: args.services,
             images: args.images,
-            after: previous,
+            after: [...previous, ...(onHost?.ready ?? [])],
+            ...(onHost ? { engines: onHost.engines } : {}),
             ...(args.proxy ? { proxy: args.proxy } : {}),
             ...(args.secretEnvironment ? { secretEnvironment: args.secretEnvironment } : {}),
           },
@@ -64,6 +71,7 @@ export class ComposeDeployment extends pulumi.ComponentResource {
     this.project = projectName;
     this.batches = batches.map((b) => b.map((h) => h.name));
     this.projects = projects;
+    this.models = models;
     this.results = pulumi.all(Object.fromEntries(Object.entries(projects).map(([host, p]) => [host, p.result])));
     this.registerOutputs({ results: this.results });
   }

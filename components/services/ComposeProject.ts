@@ -5,6 +5,7 @@
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import type { ServiceSpec } from "../config/index.ts";
+import { withEngineVolumes, type EngineMount } from "../models/engine.ts";
 import { createHash } from "node:crypto";
 import { RECONNECT_CHECK, contentHash, hostCommand, hostStdin, stepTrigger, type HostStep } from "../host/index.ts";
 import { bindSources, checkComposeProject, composeProjectName, renderBindSources, renderComposeFile } from "./compose.ts";
@@ -59,6 +60,12 @@ export interface ComposeProjectArgs {
    */
   readonly proxy?: ServiceProxyArgs;
   /**
+   * The engines each service mounts read-only, by service name (`HostModels.engines`): a new
+   * engine is a new mount source, so exactly the services whose engine changed are recreated.
+   * @default {}
+   */
+  readonly engines?: Readonly<Record<string, pulumi.Input<readonly EngineMount[]>>>;
+  /**
    * Seconds the host waits for every service to become healthy before it rolls back.
    * @default the longest health check's worst case plus 30 s (`healthTimeoutSeconds`)
    */
@@ -107,15 +114,14 @@ export class ComposeProject extends pulumi.ComponentResource {
     const plans = updatePlans(services, args.proxy !== undefined);
     const drainTimeout = args.proxy?.drainTimeoutSeconds ?? DEFAULT_DRAIN_TIMEOUT_SECONDS;
     const blueGreen = services.filter((s) => plans[s.name]?.strategy === "blue-green");
-    const file = pulumi
-      .all([args.images, args.proxy?.image ?? ""])
-      .apply(([images, proxyImage]) =>
-        renderComposeFile(
-          services,
-          images,
-          blueGreen.length > 0 ? { image: proxyImage, project, services: blueGreen.map((s) => s.name) } : undefined,
-        ),
-      );
+    const engines = args.engines ?? {};
+    const file = pulumi.all([args.images, args.proxy?.image ?? "", pulumi.all(engines)]).apply(([images, proxyImage, mounts]) =>
+      renderComposeFile(
+        services.map((s) => withEngineVolumes(s, mounts[s.name])),
+        images,
+        blueGreen.length > 0 ? { image: proxyImage, project, services: blueGreen.map((s) => s.name) } : undefined,
+      ),
+    );
     this.composeFile = hasSecrets ? pulumi.secret(file) : file;
 
     const params = {
@@ -169,6 +175,7 @@ export class ComposeProject extends pulumi.ComponentResource {
               service,
               image,
               mode: "compose",
+              ...(engines[service.name] ? { engines: engines[service.name] } : {}),
               ...(plans[service.name] ? { update: plans[service.name] } : {}),
               ...(secretEnvironment ? { secretEnvironment } : {}),
             },

@@ -4,9 +4,16 @@
 import * as command from "@pulumi/command";
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
-import { PROXY_SERVICE, type ServiceSpec } from "../config/index.ts";
+import { DEFAULT_LOG_OPTIONS, DEFAULT_SECURITY_OPT, PROXY_SERVICE, type ServiceSpec } from "../config/index.ts";
 import { RECONNECT_CHECK, hostCommand, hostStdin, stepTrigger, type HostStep } from "../host/index.ts";
-import { DEFAULT_DRAIN_TIMEOUT_SECONDS, updatePlans, type ServiceDeploymentArgs, type ServiceProxyArgs } from "./deployment.ts";
+import type { HostModels } from "../models/HostModels.ts";
+import {
+  DEFAULT_DRAIN_TIMEOUT_SECONDS,
+  hostModelsOf,
+  updatePlans,
+  type ServiceDeploymentArgs,
+  type ServiceProxyArgs,
+} from "./deployment.ts";
 import { DOCKER_PLUGIN_VERSION, dockerSshAgent, dockerSshAgentName, dockerSshOptions, type DockerSshAgent } from "./dockerSsh.ts";
 import { rolloutBatches } from "./rollout.ts";
 import { Service } from "./Service.ts";
@@ -103,6 +110,8 @@ export class ContainerDeployment extends pulumi.ComponentResource {
   public readonly providers: Readonly<Record<string, docker.Provider>>;
   /** The services, by host name then service name. */
   public readonly services: Readonly<Record<string, Readonly<Record<string, Service>>>>;
+  /** Each host's models and engines, by host name (none without models). */
+  public readonly models: Readonly<Record<string, HostModels>>;
   /** The proxy container of each host that has blue-green services, by host name. */
   public readonly proxies: Readonly<Record<string, docker.Container>>;
   /** Each host's report once its containers are up, like the compose mode's: `service=image` per line, by host name. */
@@ -121,6 +130,7 @@ export class ContainerDeployment extends pulumi.ComponentResource {
     const providers: Record<string, docker.Provider> = {};
     const services: Record<string, Record<string, Service>> = {};
     const proxies: Record<string, docker.Container> = {};
+    const hostModels: Record<string, HostModels> = {};
     let previous: pulumi.Resource[] = [];
     for (const batch of batches) {
       const current: pulumi.Resource[] = [];
@@ -146,6 +156,8 @@ export class ContainerDeployment extends pulumi.ComponentResource {
             ? this.proxy(`${name}-${host.name}`, host, project, args.proxy, blueGreen, network, provider, previous)
             : undefined;
         if (proxy) proxies[host.name] = proxy;
+        const models = hostModelsOf(name, host, project, args, previous, this);
+        if (models) hostModels[host.name] = models;
         const onHost: Record<string, Service> = {};
         for (const service of ordered) {
           const image = args.images[service.name];
@@ -166,12 +178,14 @@ export class ContainerDeployment extends pulumi.ComponentResource {
                 ...startsAfter(service).flatMap((d) => onHost[d]?.ready ?? []),
                 ...previous,
                 ...(host.ready ? [host.ready] : []),
+                ...(models?.ready ?? []),
                 ...(proxy ? [proxy] : []),
               ],
               guard: { host, project },
               ...(update ? { update } : {}),
               ...(proxy && update?.strategy === "blue-green" ? { proxy: { host, project, container: proxy } } : {}),
               ...(network ? { network: network.name } : {}),
+              ...(models?.engines[service.name] ? { engines: models.engines[service.name] } : {}),
               ...(secretEnvironment ? { secretEnvironment } : {}),
             },
             { parent: this, providers: [provider] },
@@ -186,6 +200,7 @@ export class ContainerDeployment extends pulumi.ComponentResource {
     this.providers = providers;
     this.services = services;
     this.proxies = proxies;
+    this.models = hostModels;
     this.results = pulumi.all(
       Object.fromEntries(
         Object.entries(services).map(([host, onHost]) => {
@@ -270,9 +285,9 @@ export class ContainerDeployment extends pulumi.ComponentResource {
         mounts: [{ type: "bind", source: proxyDirectory(project), target: PROXY_CONFIG_DIR, readOnly: true }],
         restart: "unless-stopped",
         logDriver: "json-file",
-        logOpts: { "max-size": "10m", "max-file": "3" },
+        logOpts: { ...DEFAULT_LOG_OPTIONS },
         labels: [{ label: PROJECT_LABEL, value: project }],
-        securityOpts: ["no-new-privileges:true"],
+        securityOpts: [...DEFAULT_SECURITY_OPT],
         // The image's own health check (the master and a worker answer): the switch steps reload
         // a proxy that is up, not one still starting.
         wait: true,

@@ -5,6 +5,7 @@ import * as command from "@pulumi/command";
 import * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import { updatePlan, type ServiceSpec, type UpdatePlan } from "../config/index.ts";
+import { engineVolumes, type EngineMount } from "../models/engine.ts";
 import { RECONNECT_CHECK, contentHash, hostCommand, hostStdin, stepTrigger, type HostStep } from "../host/index.ts";
 import { bindSources, renderBindSources } from "./compose.ts";
 import { CONTAINER_GENERATION_COMMAND, containerArgs, containerInputsHash, proxyContainerName } from "./container.ts";
@@ -46,6 +47,12 @@ export interface ServiceArgs {
    * @example { strategy: "blue-green", reason: "publishes TCP port 8088 and has a health check" }
    */
   readonly update?: UpdatePlan;
+  /**
+   * The engines the service mounts read-only (`HostModels.engines`): in the registered `service`
+   * input they follow its own `volumes`, so a preview shows a new engine as a changed mount.
+   * @default none
+   */
+  readonly engines?: pulumi.Input<readonly EngineMount[]>;
   /**
    * What must be up first: services on the same host this one depends on (with a health check,
    * their containers' creates have waited for health), the previous batch of hosts, the host's
@@ -156,7 +163,10 @@ export class Service extends pulumi.ComponentResource {
       Object.entries(args.service.environment).map(([k, v]) => [k, secretKeys.has(k) ? pulumi.secret(v) : v]),
     );
     const update = args.update ?? updatePlan(args.service, [args.service], false);
-    const inputs = { host: args.host, service: { ...args.service, environment, image: args.image }, update };
+    const volumes = args.engines
+      ? pulumi.output(args.engines).apply((e) => [...args.service.volumes, ...engineVolumes(e)])
+      : args.service.volumes;
+    const inputs = { host: args.host, service: { ...args.service, environment, volumes, image: args.image }, update };
     super(SERVICE_TYPE, name, inputs, opts);
     this.image = pulumi.output(args.image);
     let ready: pulumi.Resource | undefined;
@@ -183,6 +193,7 @@ export class Service extends pulumi.ComponentResource {
         ...(project !== undefined ? { project } : {}),
         ...(args.network !== undefined ? { network: args.network } : {}),
         ...(proxy ? { behindProxy: true } : {}),
+        ...(args.engines ? { engines: args.engines } : {}),
       });
       if (proxy) {
         // A new generation, so a new name, whenever the container's inputs change (a replace).

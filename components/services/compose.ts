@@ -4,7 +4,7 @@
 import { posix } from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { stringify } from "yaml";
-import { PROXY_SERVICE, type ServiceSpec } from "../config/index.ts";
+import { DEFAULT_LOG_OPTIONS, DEFAULT_SECURITY_OPT, PROXY_SERVICE, type ServiceSpec } from "../config/index.ts";
 import { PROXY_CONFIG_DIR, PROXY_STOP_SECONDS, proxyDirectory, proxyPorts, proxyRoutes } from "./proxy.ts";
 import { ServiceArgsError, digestPinned, serviceEnvironment } from "./spec.ts";
 
@@ -132,10 +132,10 @@ export function composeProxyService(proxy: ComposeProxy, services: readonly Serv
     restart: "unless-stopped",
     // Requests in flight finish when it stops; idle connections are not waited for (PROXY_STOP_SECONDS).
     stop_grace_period: `${PROXY_STOP_SECONDS}s`,
-    logging: { driver: "json-file", options: { "max-size": "10m", "max-file": "3" } },
+    logging: { driver: "json-file", options: { ...DEFAULT_LOG_OPTIONS } },
     // After them: a service moving behind the proxy frees its host ports when compose recreates it.
     depends_on: Object.fromEntries(held.map((s) => [s.name, { condition: "service_started" }])),
-    security_opt: ["no-new-privileges:true"],
+    security_opt: [...DEFAULT_SECURITY_OPT],
   };
 }
 

@@ -4,6 +4,7 @@ import { createHash } from "node:crypto";
 import type * as docker from "@pulumi/docker";
 import * as pulumi from "@pulumi/pulumi";
 import type { ServiceSpec } from "../config/index.ts";
+import { engineVolumes, type EngineMount } from "../models/engine.ts";
 import { durationSeconds, healthTimeoutSeconds, parseDevice, serviceEnvironment, sizeMegabytes } from "./spec.ts";
 
 // The Docker provider reads a container back in its own spellings; inputs written the same way
@@ -69,6 +70,20 @@ export interface ContainerArgsOptions {
    * @example true
    */
   readonly behindProxy?: boolean;
+  /**
+   * The service's engines, mounted read-only after its own volumes (`HostModels.engines`).
+   * @default none
+   */
+  readonly engines?: pulumi.Input<readonly EngineMount[]>;
+}
+
+/** The provider's mounts of a service's volumes. */
+function dockerMounts(volumes: ServiceSpec["volumes"]): docker.types.input.ContainerMount[] {
+  return volumes.map((v) =>
+    v.type === "tmpfs"
+      ? { type: "tmpfs", target: v.target }
+      : { type: v.type, source: v.source ?? "", target: v.target, readOnly: v.readOnly },
+  );
 }
 
 /**
@@ -94,11 +109,9 @@ export function containerArgs(service: ServiceSpec, options: ContainerArgsOption
       s.network === "host" || options.behindProxy === true
         ? []
         : s.ports.map((p) => ({ internal: p.target, external: p.published ?? p.target, protocol: p.protocol, ip: p.hostIp ?? "0.0.0.0" })),
-    mounts: s.volumes.map((v) =>
-      v.type === "tmpfs"
-        ? { type: "tmpfs", target: v.target }
-        : { type: v.type, source: v.source ?? "", target: v.target, readOnly: v.readOnly },
-    ),
+    mounts: options.engines
+      ? pulumi.output(options.engines).apply((e) => dockerMounts([...s.volumes, ...engineVolumes(e)]))
+      : dockerMounts(s.volumes),
     devices: s.devices.map(parseDevice),
     ...(s.shmSize ? { shmSize: sizeMegabytes(s.shmSize) } : {}),
     // Compose's `service:<name>` is the Docker API's `container:<name>`: the service's container here.

@@ -1,7 +1,9 @@
 // What both per-host deploy modes (compose projects, Pulumi-managed containers) take: the same
 // hosts, services, pinned images and rollout batches.
-import type * as pulumi from "@pulumi/pulumi";
-import { updatePlan, type ServiceSpec, type UpdatePlan } from "../config/index.ts";
+import * as pulumi from "@pulumi/pulumi";
+import { updatePlan, type ModelSpec, type ServiceSpec, type UpdatePlan } from "../config/index.ts";
+import { HostModels, type HostModelSource } from "../models/HostModels.ts";
+import type { ModelRegistryCredentials } from "../models/ModelArtifact.ts";
 import type { ServiceHost } from "./hosts.ts";
 import type { MaxUnavailable } from "./rollout.ts";
 
@@ -17,6 +19,25 @@ export interface ServiceProxyArgs {
    * @default 30 (`DEFAULT_DRAIN_TIMEOUT_SECONDS`)
    */
   readonly drainTimeoutSeconds?: number;
+}
+
+/** The stack's models on every host (`models` in the stack config), and where hosts fetch them. */
+export interface ServiceModelsArgs {
+  /**
+   * The models (validated `models[]`): every host gets each; services build engines of those they name.
+   * @example readStackConfig().models
+   */
+  readonly models: readonly ModelSpec[];
+  /**
+   * Where each model is fetched from, by model name.
+   * @example { detector: new ModelArtifact("detector", { model, registry: "registry.lab:5000" }) }
+   */
+  readonly sources: Readonly<Record<string, HostModelSource>>;
+  /**
+   * Credentials for the registry holding them, when it takes them.
+   * @default none (anonymous)
+   */
+  readonly credentials?: ModelRegistryCredentials;
 }
 
 /** Seconds a switched-away version keeps its connections unless the proxy says otherwise. */
@@ -57,9 +78,46 @@ export interface ServiceDeploymentArgs {
    * @example { image: serviceImageRefs["jetson-fleet-proxy"], drainTimeoutSeconds: 30 }
    */
   readonly proxy?: ServiceProxyArgs;
+  /**
+   * The stack's models: each host fetches them and builds its services' engines (`HostModels`,
+   * `<name>-<host>-models`) batch by batch before their services are updated.
+   * @default none
+   * @example { models: config.models, sources: artifacts }
+   */
+  readonly models?: ServiceModelsArgs;
 }
 
 /** Each service's update plan over the stack's services, by name (`updatePlan`; blue-green only with a proxy). */
 export function updatePlans(services: readonly ServiceSpec[], proxy: boolean): Record<string, UpdatePlan> {
   return Object.fromEntries(services.map((s) => [s.name, updatePlan(s, services, proxy)]));
+}
+
+/**
+ * The models and engines of one host of a deploy mode (`<name>-<host>-models`), when the stack
+ * has models: engine builds wait for `after` (the previous batch), so they roll with the services.
+ */
+export function hostModelsOf(
+  name: string,
+  host: ServiceHost,
+  project: string,
+  args: ServiceDeploymentArgs,
+  after: readonly pulumi.Resource[],
+  parent: pulumi.Resource,
+): HostModels | undefined {
+  const models = args.models;
+  if (models === undefined || models.models.length === 0) return undefined;
+  return new HostModels(
+    `${name}-${host.name}-models`,
+    {
+      host,
+      project,
+      models: models.models,
+      sources: models.sources,
+      services: args.services,
+      images: args.images,
+      after,
+      ...(models.credentials ? { credentials: models.credentials } : {}),
+    },
+    { parent },
+  );
 }

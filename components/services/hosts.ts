@@ -4,6 +4,7 @@ import type * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import type { ProxySpec, ServiceSpec } from "../config/index.ts";
 import type { Elevation, JetsonHost } from "../host/index.ts";
+import { NO_DEVICE, type HostDevice } from "../models/engine.ts";
 import type { DigestResolver } from "./registry.ts";
 import { ServiceArgsError, digestPinned } from "./spec.ts";
 
@@ -37,6 +38,11 @@ export interface ServiceHost {
    * @default none (deploys start at once)
    */
   readonly ready?: pulumi.Resource;
+  /**
+   * What the host is (L4T release, GPU): part of the key of every engine built on it.
+   * @default `none` for both (engines are keyed by model, image and settings alone)
+   */
+  readonly device?: pulumi.Input<HostDevice>;
 }
 
 /** A `JetsonHost` as a deploy target. */
@@ -48,6 +54,8 @@ export function serviceHostOf(name: string, host: JetsonHost): ServiceHost {
     ...(host.sudoPassword ? { sudoPassword: host.sudoPassword } : {}),
     dockerHost: host.dockerHost,
     ready: host.ready,
+    // As the host was when the stack first read it; a new `l4tRelease` in the config reads it again.
+    device: host.facts.apply((f) => ({ l4tRelease: f.l4tRelease || NO_DEVICE, gpu: f.gpu || NO_DEVICE })),
   };
 }
 

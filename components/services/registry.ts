@@ -39,15 +39,24 @@ const MANIFEST_TYPES = [
 const DOCKER_HUB = "docker.io";
 const DOCKER_HUB_API = `registry-1.${DOCKER_HUB}`;
 
-/** The registry API base URL and repository path of a reference; loopback registries speak plain HTTP, as Docker allows. */
+/**
+ * Where a registry's API answers (`scheme://host[:port]`, without `/v2`): loopback registries speak
+ * plain HTTP, as Docker allows; every other one HTTPS.
+ * @example registryBaseUrl("127.0.0.1:5000") // "http://127.0.0.1:5000"
+ */
+export function registryBaseUrl(registry: string): string {
+  const api = registry === DOCKER_HUB ? DOCKER_HUB_API : registry;
+  const host = api.replace(/:[0-9]+$/, "");
+  const scheme = host === "localhost" || host === "127.0.0.1" || host === "[::1]" ? "http" : "https";
+  return `${scheme}://${api}`;
+}
+
+/** The registry API URL of a reference's manifest, and its registry. */
 export function manifestUrl(ref: string): { url: string; registry: string } {
   const parsed = parseImage(ref);
   if (!parsed || !parsed.tag) throw new ServiceArgsError(`"${ref}" has no tag to resolve; expected repository:tag`);
   const registry = parsed.domain ?? DOCKER_HUB;
-  const api = registry === DOCKER_HUB ? DOCKER_HUB_API : registry;
-  const host = api.replace(/:[0-9]+$/, "");
-  const scheme = host === "localhost" || host === "127.0.0.1" || host === "[::1]" ? "http" : "https";
-  return { url: `${scheme}://${api}/v2/${parsed.repository}/manifests/${parsed.tag}`, registry };
+  return { url: `${registryBaseUrl(registry)}/v2/${parsed.repository}/manifests/${parsed.tag}`, registry };
 }
 
 function challenge(header: string): { scheme: string; params: Record<string, string> } {

@@ -11,9 +11,9 @@
 # ${JETSON_FLEET_CACHE:-~/.cache/jetson-fleet}/base/). A foreign platform (arm64 on an x86 machine)
 # builds under qemu-user-static, registered with binfmt by tools/machine.sh: slow, but the same
 # Dockerfile and the same packages a Jetson gets.
-# The tags carry a hash of their inputs (the minbase tag and the Dockerfile beside this script): an
-# unchanged input reuses the images, a changed one rebuilds them. Production pins the real NVIDIA
-# images by digest instead (images/inference/Dockerfile).
+# The tags carry a hash of their inputs (the minbase tag, the Dockerfile beside this script and the
+# stand-in trtexec it copies, trtexec-stand-in/): an unchanged input reuses the images, a changed one
+# rebuilds them. Production pins the real NVIDIA images by digest instead (images/inference/Dockerfile).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -28,7 +28,10 @@ log() { printf 'l4t-sim build (%s): %s\n' "$platform" "$*" >&2; }
 base_image=$("$here/minbase.sh" "$arch" | tail -n 1)
 
 # --- 2. the two stand-ins ------------------------------------------------------------------------
-hash=$( { echo "$base_image"; sha256sum <"$here/Dockerfile"; } | sha256sum | cut -c1-12)
+hash=$( {
+  echo "$base_image"
+  cd "$here" && find Dockerfile trtexec-stand-in -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum
+} | sha256sum | cut -c1-12)
 mkdir -p "$cache/logs"
 for stage in devel runtime; do
   image=jetson-fleet/l4t-sim:$stage-$hash
@@ -36,7 +39,8 @@ for stage in devel runtime; do
     log "up to date: $image"
   else
     log "building $image (log: $cache/logs/l4t-sim-$stage-$arch-build.log)"
-    # The context is the Dockerfile's directory: it holds nothing but the two scripts and the Dockerfile.
+    # The context is the Dockerfile's directory: it holds nothing but the two scripts, the Dockerfile
+    # and the stand-in trtexec.
     DOCKER_BUILDKIT=1 "$DOCKER" build --network host --platform "$platform" --build-arg "BASE=$base_image" --target "$stage" \
       --label "org.opencontainers.image.base.name=$base_image" -t "$image" "$here" \
       >"$cache/logs/l4t-sim-$stage-$arch-build.log" 2>&1 || { tail -n 40 "$cache/logs/l4t-sim-$stage-$arch-build.log" >&2; exit 1; }

@@ -284,10 +284,11 @@ describe("the dev stack on three simulated Jetsons under pulumi up", { timeout: 
     const aptRuns = async () => Number((await fleet.exec(host(h1), "grep -c '^Start-Date' /var/log/apt/history.log || true")).trim());
     const apt = await aptRuns();
     const changes = await upOk();
-    // The connection changed, nothing else: host 1's six steps and its compose apply are updated
-    // in place (none replaced); the install steps and the apply only proved the new key works
-    // (no apt run, no service touched), facts and verify ran their scripts again.
-    assert.deepEqual(nonSame(changes), [["update", 7]]);
+    // The connection changed, nothing else: host 1's six steps, its model's fetch and engine
+    // build and its compose apply are updated in place (none replaced); the install, model and
+    // apply steps only proved the new key works (no apt run, no fetch or build, no service
+    // touched), facts and verify ran their scripts again.
+    assert.deepEqual(nonSame(changes), [["update", 9]]);
     assert.equal(await aptRuns(), apt);
     const verification = (await env.stack.outputs())["hostVerification"]?.value as Record<string, string>;
     assert.match(verification["jetson-engine-1"] ?? "", /^verified: /);

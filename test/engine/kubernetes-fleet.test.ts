@@ -4,12 +4,24 @@
 // changes nothing; an image not pinned by digest is refused before anything reaches the server.
 // A secret environment value reaches the pods only through a Secret (`secretKeyRef`): it is not in
 // the workload, not in `pulumi stack export` or the backend's files, not in a rendered directory.
+// A service with a model gets the init containers that build its engine on the node (node-facts,
+// engine-<model>) and the ConfigMap of their script, which the server accepts as rendered (the
+// cluster has no nodes: nothing runs them here).
 import assert from "node:assert/strict";
 import { readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { parseAllDocuments } from "yaml";
-import { ServiceSpec, dockerConfigJson, fleetManifests, manifestList } from "../../components/index.ts";
+import {
+  ENGINE_SCRIPT_ANNOTATION,
+  ModelSpec,
+  ServiceSpec,
+  dockerConfigJson,
+  engineScript,
+  engineScriptSha256,
+  fleetManifests,
+  manifestList,
+} from "../../components/index.ts";
 import { engineStack, type EngineStack } from "../support/engine.ts";
 import { startKubeApiServer, type KubeApiServer } from "../support/kubernetes.ts";
 import { secretHits, secretLeaks } from "../support/secrets.ts";
@@ -23,6 +35,15 @@ const REGISTRY_PASSWORD = "engine-pull-pass-5c81d2";
 const API_TOKEN = "engine-api-token-0f4e9b";
 const SECRET_ENVIRONMENT = { inference: ["API_TOKEN"] };
 const NAMESPACE = "fleet-engine";
+const DETECTOR_SHA256 = "3b1f".repeat(16);
+const MODELS = [
+  {
+    name: "detector",
+    source: { file: "models/detector.onnx" },
+    sha256: DETECTOR_SHA256,
+    engine: { precision: "fp16", workspace: "1g", flags: ["--builderOptimizationLevel=3"] },
+  },
+];
 
 const SERVICES = [
   {
@@ -42,6 +63,7 @@ const SERVICES = [
     user: "1000:1000",
     readOnlyRootFilesystem: true,
     capDrop: ["ALL"],
+    models: [{ name: "detector", path: "/engines/detector.engine" }],
   },
   {
     name: "mediamtx",
@@ -111,6 +133,7 @@ describe("Kubernetes fleet under the real engine against a real API server", () 
       config: {
         ...extra,
         services,
+        models: MODELS,
         secretEnvironment: SECRET_ENVIRONMENT,
         images: { inference: INFERENCE_REF },
         namespace,
@@ -173,13 +196,65 @@ describe("Kubernetes fleet under the real engine against a real API server", () 
         ["volume-0", "/opt/fleet/models"],
         ["volume-1", "/opt/fleet/output"],
         ["shm", undefined],
+        ["engine-init", undefined],
+        ["node-facts", undefined],
+        ["host-etc", "/etc"],
+        ["host-firmware", "/sys/firmware"],
+        ["engine-store", "/var/lib/jetson-fleet/engines"],
+        ["model-store", `/var/lib/jetson-fleet/models/${NAMESPACE}`],
+        ["engine-tmp", undefined],
+        ["registry-auth", undefined],
+        ["engines", `/var/lib/jetson-fleet/engines/${NAMESPACE}/inference`],
+        ["engine-links-0", undefined],
       ],
     );
     assert.deepEqual(c["volumeMounts"], [
       { name: "volume-0", mountPath: "/models", readOnly: true },
       { name: "volume-1", mountPath: "/output" },
       { name: "shm", mountPath: "/dev/shm" },
+      { name: "engines", mountPath: `/var/lib/jetson-fleet/engines/${NAMESPACE}/inference`, readOnly: true },
+      { name: "engine-links-0", mountPath: "/engines", readOnly: true },
     ]);
+    // The engine's init containers, as the server stores them (its defaults filled in), in order.
+    const init = (pod["initContainers"] ?? []) as (Record<string, unknown> & { env: { name: string; value?: string }[] })[];
+    assert.deepEqual(
+      init.map((x) => [x["name"], x["image"], x["command"], x["args"], x["terminationMessagePolicy"]]),
+      [
+        ["node-facts", INFERENCE_REF, ["sh", "/jetson-fleet/engine-init/engine-init.sh", "facts"], undefined, "FallbackToLogsOnError"],
+        [
+          "engine-detector",
+          INFERENCE_REF,
+          ["sh", "/jetson-fleet/engine-init/engine-init.sh", "build"],
+          ["--fp16", "--memPoolSize=workspace:1024M", "--skipInference", "--builderOptimizationLevel=3"],
+          "FallbackToLogsOnError",
+        ],
+      ],
+    );
+    const build = init[1];
+    assert.ok(build);
+    const envOf = (name: string) => build.env.find((e) => e.name === name)?.value;
+    assert.equal(envOf("ENGINE_MODEL_URL"), `https://registry.lab:5000/v2/models/detector/blobs/sha256:${DETECTOR_SHA256}`);
+    assert.equal(envOf("ENGINE_NAMESPACE"), NAMESPACE);
+    assert.equal(envOf("ENGINE_REGISTRY_AUTH"), "/jetson-fleet/registry/config.json");
+    assert.deepEqual(build["securityContext"], {
+      runAsUser: 0,
+      runAsGroup: 0,
+      runAsNonRoot: false,
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      capabilities: { drop: ["ALL"] },
+      seccompProfile: { type: "RuntimeDefault" },
+    });
+    assert.deepEqual((init[0]?.["securityContext"] as { runAsUser: number }).runAsUser, 65534);
+    assert.equal(build["terminationMessagePath"], "/dev/termination-log");
+    assert.deepEqual(build["resources"], c["resources"]);
+    // The script's ConfigMap, whose hash rolls the pods when it changes.
+    const configMap = await kube.get<{ data: Record<string, string> }>("-n", NAMESPACE, "configmap", "engine-init");
+    assert.deepEqual(configMap.data, { "engine-init.sh": engineScript() });
+    assert.equal(
+      (ds.spec.template as unknown as { metadata: { annotations: Record<string, string> } }).metadata.annotations[ENGINE_SCRIPT_ANNOTATION],
+      engineScriptSha256(),
+    );
     assert.deepEqual(c["resources"], {
       requests: { cpu: "1500m", memory: "1Gi", "nvidia.com/gpu": "1" },
       limits: { cpu: "1500m", memory: "1Gi", "nvidia.com/gpu": "1" },
@@ -272,6 +347,7 @@ describe("Kubernetes fleet under the real engine against a real API server", () 
           "pdb/webui",
           "secret/registry-credentials",
           `secret/${tokenRef}`,
+          "configmap/engine-init",
         ].map(async (o) => [o, (await kube.get<Obj>("-n", NAMESPACE, o)).metadata.resourceVersion] as const),
       ),
     );
@@ -357,6 +433,7 @@ describe("Kubernetes fleet under the real engine against a real API server", () 
     const expected = manifestList(
       fleetManifests({
         services: withToken.map((s) => ServiceSpec.parse(s)),
+        models: MODELS.map((m) => ModelSpec.parse(m)),
         secretEnvironment: SECRET_ENVIRONMENT,
         images: { inference: INFERENCE_REF },
         namespace: "fleet-gitops",
@@ -369,6 +446,8 @@ describe("Kubernetes fleet under the real engine against a real API server", () 
     );
     const key = (o: { kind: string; metadata: { name: string } }) => `${o.kind}/${o.metadata.name}`;
     assert.deepEqual(objects.map(key).sort(), expected.map(key).sort());
+    // The engine build's script is rendered too (it holds no secret).
+    assert.ok(objects.map(key).includes("ConfigMap/engine-init"), objects.map(key).join(", "));
     for (const want of expected) {
       const got = objects.find((o) => key(o) === key(want)) as Record<string, unknown> | undefined;
       for (const field of ["spec", "data", "handler", "type"]) {

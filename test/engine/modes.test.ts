@@ -57,39 +57,95 @@ const BRIDGE_SERVICES = [{ service: "web-ui" }, { service: "probe" }] as const;
  * Every difference between the two modes. Known bugs are listed so the test passes meanwhile and
  * fails once one is fixed (then drop its entry); impossibilities stay, each with its reason.
  */
-const ISSUES: readonly Issue[] = [
-  {
-    id: "D1",
-    kind: "impossible",
-    reason:
-      "bridge services join the stack's own network in both modes (names resolve), named each mode's way: compose's `<project>_default`, the containers mode's `<project>_containers` (so that compose's `down`, when a stack switches modes, never removes the network the new containers use)",
-    differences: [...BRIDGE_SERVICES, { service: "jetson-fleet-proxy" }].flatMap(({ service }) => [
-      // A blue-green container is created on Docker's bridge and moved onto the stack's network
-      // with its service's name as an alias (the provider's networksAdvanced), so its NetworkMode says bridge.
-      {
-        service,
-        path: "HostConfig.NetworkMode",
-        compose: COMPOSE_NETWORK,
-        containers: service === "jetson-fleet-proxy" ? CONTAINERS_NETWORK : "bridge",
-      },
-      { service, path: "NetworkSettings.Networks", compose: [COMPOSE_NETWORK], containers: [CONTAINERS_NETWORK] },
-    ]),
-  },
-  {
-    id: "D4",
-    kind: "impossible",
-    reason:
-      "each stack's proxy reads its files from the stack's own directory, `/var/lib/jetson-fleet/proxy/<project>`; the two stacks of this test are two projects",
-    differences: proxyMounts(),
-  },
-  {
-    id: "D3",
-    kind: "impossible",
-    reason:
-      "the Docker provider always sends init (a plain bool, false when unset) where compose leaves it to daemon.json's `init` (unset here: neither runs an init)",
-    differences: SERVICES.map((service) => ({ service, path: "HostConfig.Init", compose: null, containers: false })),
-  },
+function issues(engineKey: string): readonly Issue[] {
+  return [
+    {
+      id: "D1",
+      kind: "impossible",
+      reason:
+        "bridge services join the stack's own network in both modes (names resolve), named each mode's way: compose's `<project>_default`, the containers mode's `<project>_containers` (so that compose's `down`, when a stack switches modes, never removes the network the new containers use)",
+      differences: [...BRIDGE_SERVICES, { service: "jetson-fleet-proxy" }].flatMap(({ service }) => [
+        // A blue-green container is created on Docker's bridge and moved onto the stack's network
+        // with its service's name as an alias (the provider's networksAdvanced), so its NetworkMode says bridge.
+        {
+          service,
+          path: "HostConfig.NetworkMode",
+          compose: COMPOSE_NETWORK,
+          containers: service === "jetson-fleet-proxy" ? CONTAINERS_NETWORK : "bridge",
+        },
+        { service, path: "NetworkSettings.Networks", compose: [COMPOSE_NETWORK], containers: [CONTAINERS_NETWORK] },
+      ]),
+    },
+    {
+      id: "D4",
+      kind: "impossible",
+      reason:
+        "each stack's proxy reads its files from the stack's own directory, `/var/lib/jetson-fleet/proxy/<project>`; the two stacks of this test are two projects",
+      differences: proxyMounts(),
+    },
+    {
+      id: "D3",
+      kind: "impossible",
+      reason:
+        "the Docker provider always sends init (a plain bool, false when unset) where compose leaves it to daemon.json's `init` (unset here: neither runs an init)",
+      differences: SERVICES.map((service) => ({ service, path: "HostConfig.Init", compose: null, containers: false })),
+    },
+    {
+      id: "D5",
+      kind: "impossible",
+      reason:
+        "each stack keeps its engines in its own directory, `/var/lib/jetson-fleet/engines/<project>` (the engine's key, the same in both: one image digest, one kind of host); the two stacks of this test are two projects",
+      differences: engineMounts(engineKey),
+    },
+  ];
+}
+
+const INFERENCE_VOLUMES = [
+  { source: "/opt/fleet/logs", target: "/logs", readOnly: false },
+  { source: "/opt/fleet/output", target: "/output", readOnly: false },
+  { source: "/opt/fleet/videos", target: "/videos", readOnly: true },
 ];
+/** The inference service's bind mounts in a stack of `project`: its volumes and its engine with its record, by target. */
+function inferenceMounts(project: string, engineKey: string): { source: string; target: string; readOnly: boolean }[] {
+  const dir = `/var/lib/jetson-fleet/engines/${project}/inference/detector/${engineKey}`;
+  return [
+    ...INFERENCE_VOLUMES,
+    { source: `${dir}/model.engine`, target: "/models/model.engine", readOnly: true },
+    { source: `${dir}/engine.json`, target: "/models/model.engine.json", readOnly: true },
+  ].sort((a, b) => (a.target < b.target ? -1 : 1));
+}
+/** inference's mounts as the container's HostConfig has them. */
+function hostConfigMounts(project: string, engineKey: string) {
+  return inferenceMounts(project, engineKey).map((m) => ({
+    Type: "bind",
+    Source: m.source,
+    Target: m.target,
+    ...(m.readOnly ? { ReadOnly: true } : {}),
+  }));
+}
+
+/** D5: inference's mounts of its engine, as each of the two stacks makes them. */
+function engineMounts(engineKey: string): Expected[] {
+  const [compose, containers] = ["jetson-fleet-modes-compose", "jetson-fleet-modes-containers"];
+  const inspect = (project: string) =>
+    inferenceMounts(project, engineKey).map((m) => ({
+      Type: "bind",
+      Source: m.source,
+      Destination: m.target,
+      Mode: "",
+      RW: !m.readOnly,
+      Propagation: "rprivate",
+    }));
+  return [
+    {
+      service: "inference",
+      path: "HostConfig.Mounts",
+      compose: hostConfigMounts(compose, engineKey),
+      containers: hostConfigMounts(containers, engineKey),
+    },
+    { service: "inference", path: "Mounts", compose: inspect(compose), containers: inspect(containers) },
+  ];
+}
 
 /** D4: the proxy's mount of its stack's directory, as each of the two stacks makes it. */
 function proxyMounts(): Expected[] {
@@ -197,13 +253,22 @@ describe("one spec, two modes, same result", { timeout: 120 * 60_000 }, () => {
     const proxies = await Promise.all(MODES.map(async (mode) => (await env(mode).stack.outputs())["proxyImage"]?.value));
     assert.equal(proxies[1], proxies[0], "both stacks run the same proxy digest");
     const pinned: Record<string, string> = { ...(images[0] as Record<string, string>), "jetson-fleet-proxy": proxies[0] as string };
+    // One image digest and one kind of host: both stacks built the same engine.
+    const keys = await Promise.all(
+      MODES.map(async (mode) =>
+        Object.values((await env(mode).stack.outputs())["engineKeys"]?.value as Record<string, Record<string, string>>),
+      ),
+    );
+    const engineKey = keys[0]?.[0]?.["inference/detector"] ?? assert.fail("no engine key");
+    assert.equal(keys[1]?.[0]?.["inference/detector"], engineKey, "both stacks built the same engine");
+    const ISSUES = issues(engineKey);
 
     const settings = {} as Record<Mode, Record<string, ContainerSettings>>;
     for (const mode of MODES) {
       const inspected = await inspectServices(fleet, hostOf(mode));
       assert.deepEqual(Object.keys(inspected).sort(), [...SERVICES].sort(), `${mode}: the host runs exactly the stack's services`);
       settings[mode] = Object.fromEntries(Object.entries(inspected).map(([service, i]) => [service, containerSettings(i)]));
-      for (const service of SERVICES) assertSpec(mode, service, settings[mode][service] ?? {}, pinned[service] ?? "");
+      for (const service of SERVICES) assertSpec(mode, service, settings[mode][service] ?? {}, pinned[service] ?? "", engineKey);
     }
 
     const found = settingDifferences(settings.compose, settings.containers);
@@ -245,7 +310,7 @@ describe("one spec, two modes, same result", { timeout: 120 * 60_000 }, () => {
   });
 
   /** What the spec asks of a service, checked in each mode: the comparison is not of two wrong containers. */
-  function assertSpec(mode: Mode, service: string, got: ContainerSettings, image: string): void {
+  function assertSpec(mode: Mode, service: string, got: ContainerSettings, image: string, engineKey: string): void {
     const gib = 1024 ** 3;
     const mib = 1024 ** 2;
     const common = {
@@ -270,12 +335,7 @@ describe("one spec, two modes, same result", { timeout: 120 * 60_000 }, () => {
           { Name: "stack", Hard: 67108864, Soft: 67108864 },
         ],
         "HostConfig.DeviceRequests": [{ Driver: "nvidia", Count: -1, DeviceIDs: [], Capabilities: [["gpu"]], Options: {} }],
-        "HostConfig.Mounts": [
-          { Type: "bind", Source: "/opt/fleet/logs", Target: "/logs" },
-          { Type: "bind", Source: "/opt/fleet/models", Target: "/models", ReadOnly: true },
-          { Type: "bind", Source: "/opt/fleet/output", Target: "/output" },
-          { Type: "bind", Source: "/opt/fleet/videos", Target: "/videos", ReadOnly: true },
-        ],
+        "HostConfig.Mounts": hostConfigMounts(`jetson-fleet-modes-${mode}`, engineKey),
         "HostConfig.ReadonlyRootfs": false,
         "Config.User": "10001:10001",
         "Config.Healthcheck": {

@@ -71,7 +71,7 @@ export function engineEnv(stateDir: string): Record<string, string> {
 /** A copy of the project (program and components linked, stack files copied) in a temp dir. */
 export function projectCopy(): string {
   const dir = mkdtempSync(join(tmpdir(), "jetson-fleet-engine-"));
-  for (const entry of ["index.ts", "components", "images", "node_modules", "package.json", "tsconfig.json"]) {
+  for (const entry of ["index.ts", "components", "images", "models", "node_modules", "package.json", "tsconfig.json"]) {
     symlinkSync(join(REPO, entry), join(dir, entry));
   }
   copyFileSync(join(REPO, "Pulumi.yaml"), join(dir, "Pulumi.yaml"));

@@ -48,6 +48,8 @@ export interface ServiceHosts {
   readonly fleet: SimFleet;
   readonly hosts: readonly SimHost[];
   readonly releases: ProbeReleases;
+  /** The registry on this machine (its `server`, host:port here); the hosts reach it as HOST_REGISTRY. */
+  readonly registry: Registry;
   /**
    * Runs compose-apply.sh on `host` exactly as ComposeProject's apply step does for a
    * sudo-password host: its create command line, and its standard input (`composeStep`): the
@@ -176,6 +178,7 @@ export async function startServiceHosts(count: number, prefix: string): Promise<
       fleet: f,
       hosts: f.hosts,
       releases,
+      registry,
       apply: (host, composeFile, env = {}, password = f.sudoPassword) =>
         ssh(f, host, hostCommand("compose-apply", "create", "sudo-password"), {
           input: hostStdin("sudo-password", password, composeStep(host.name, composeFile, env), composeFile),

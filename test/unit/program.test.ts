@@ -198,7 +198,7 @@ describe("index.ts", () => {
       assert.ok(err instanceof StackConfigError);
       assert.equal(
         err.lines[2],
-        'Pulumi.unit.yaml: jetson-fleet:hots: unknown key "hots"; did you mean "hosts"? Expected one of: production, hosts, runtime, registry, images, services, proxy, deploy',
+        'Pulumi.unit.yaml: jetson-fleet:hots: unknown key "hots"; did you mean "hosts"? Expected one of: production, hosts, runtime, registry, images, models, services, proxy, deploy',
       );
       assert.equal(err.lines.length, 4, err.message);
       return true;

@@ -23,6 +23,15 @@ if [[ -r /etc/nv_tegra_release ]]; then
   fi
 fi
 
+# The GPU an engine is built for (components/models/scripts/engine-build.sh derives it the same
+# way): the device tree's compatible entries, NUL-separated, joined with ","; "none" off a Jetson.
+gpu=none
+if [[ -r /proc/device-tree/compatible ]]; then
+  gpu=$(tr '\0' ',' </proc/device-tree/compatible)
+  while [[ $gpu == *, ]]; do gpu=${gpu%,}; done
+  [[ -n $gpu ]] || gpu=none
+fi
+
 os=$(. /etc/os-release && printf '%s' "${PRETTY_NAME:-unknown}")
 runtimes=
 default_runtime=
@@ -39,10 +48,10 @@ free_bytes=$(df -B1 --output=avail "$probe" | tail -n 1 | tr -d ' ')
 
 runtime_list=
 for r in $runtimes; do runtime_list+="${runtime_list:+,}$(json "$r")"; done
-printf '{"l4tRelease":%s,"os":%s,"arch":%s,"kernel":%s,"dockerVersion":%s,"nvidiaToolkitVersion":%s,"runtimes":[%s],"defaultRuntime":%s,"dockerDataRoot":%s,"freeBytes":%s}\n' \
+printf '{"l4tRelease":%s,"os":%s,"arch":%s,"kernel":%s,"dockerVersion":%s,"nvidiaToolkitVersion":%s,"runtimes":[%s],"defaultRuntime":%s,"dockerDataRoot":%s,"freeBytes":%s,"gpu":%s}\n' \
   "$(json "$l4t")" "$(json "$os")" "$(json "$(dpkg --print-architecture)")" "$(json "$(uname -r)")" \
   "$(json "$(installed_version "$DOCKER_PACKAGE")")" "$(json "$(installed_version nvidia-container-toolkit)")" \
-  "$runtime_list" "$(json "$default_runtime")" "$(json "$data_root")" "${free_bytes:-0}"
+  "$runtime_list" "$(json "$default_runtime")" "$(json "$data_root")" "${free_bytes:-0}" "$(json "$gpu")"
 
 if [[ -n $EXPECTED_L4T && $l4t != "$EXPECTED_L4T" && $l4t != "$EXPECTED_L4T".* ]]; then
   echo "L4T release is ${l4t:-unknown (no /etc/nv_tegra_release)}, expected $EXPECTED_L4T; nothing was changed on this host" >&2

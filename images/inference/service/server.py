@@ -8,9 +8,15 @@
   GET  /health   200 {"status": "ok"} or 200 {"status": "degraded", "reasons": [...]}: no GPU device
                  (/dev/nvhost-* or /dev/nvidia0) or no TensorRT engine at ENGINE_PATH. Degraded is
                  reported, not fatal: the engine is built on the device and mounted read-only later.
+                 With "gpu", "engine" (path, present, readOnly, and once loaded: loaded, key, precision,
+                 tensorrt, standIn, builtAt) and "model" (name, sha256: the build record's).
+                 503 {"status": "error", "reasons": [...]}: an engine is mounted but does not load or is
+                 not its model's (engine.py): the image's HEALTHCHECK fails, so a health-gated deploy
+                 refuses it.
   GET  /metrics  Prometheus text.
 
-Environment: PORT (8080), ENGINE_PATH (/models/model.engine), TILEMERGE_LIB, APP_VERSION, APP_REVISION.
+Environment: PORT (8080), ENGINE_PATH (/models/model.engine; its build record at ENGINE_PATH + ".json"),
+TILEMERGE_LIB, APP_VERSION, APP_REVISION.
 """
 
 import glob
@@ -23,6 +29,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+from engine import Engine
 from metrics import Metrics
 from tilemerge import TileMerge
 
@@ -35,18 +42,23 @@ class BadRequest(Exception):
     pass
 
 
-def health(engine_path):
+def health(engine):
+    """The /health body for an Engine: status "ok", "degraded" (no GPU, no engine) or "error" (an engine that does not load)."""
     gpu = sorted(glob.glob("/dev/nvhost-*")) + [d for d in ("/dev/nvidia0",) if os.path.exists(d)]
-    engine = {"path": engine_path, "present": os.path.isfile(engine_path) and os.access(engine_path, os.R_OK)}
-    if engine["present"]:
-        engine["readOnly"] = bool(os.statvfs(engine_path).f_flag & os.ST_RDONLY)
+    state = engine.state()
     reasons = []
     if not gpu:
         reasons.append("no GPU: neither /dev/nvhost-* nor /dev/nvidia0 is present")
-    if not engine["present"]:
-        reasons.append("no TensorRT engine at %s" % engine_path)
-    body = {"status": "degraded", "reasons": reasons} if reasons else {"status": "ok"}
-    body.update(gpu={"devices": gpu}, engine=engine)
+    if not state["engine"]["present"]:
+        reasons.append("no TensorRT engine at %s" % engine.path)
+    if state["error"]:
+        reasons.append(state["error"])
+    status = "error" if state["error"] else "degraded" if reasons else "ok"
+    body = {"status": status, "reasons": reasons} if reasons else {"status": status}
+    body.update(gpu={"devices": gpu})
+    if state["model"]:
+        body.update(model=state["model"])
+    body.update(engine=state["engine"])
     return body
 
 
@@ -96,7 +108,7 @@ def parse_merge(body):
 
 class Service:
     def __init__(self):
-        self.engine_path = os.environ.get("ENGINE_PATH", "/models/model.engine")
+        self.engine = Engine(os.environ.get("ENGINE_PATH", "/models/model.engine"))
         self.merger = TileMerge()
         self.metrics = Metrics(os.environ.get("APP_VERSION", "unknown"), os.environ.get("APP_REVISION", "unknown"))
 
@@ -121,9 +133,10 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         path = self.path.split("?", 1)[0]
         if path == "/health":
-            self._send(200, health(self.service.engine_path))
+            body = health(self.service.engine)
+            self._send(503 if body["status"] == "error" else 200, body)
         elif path == "/metrics":
-            degraded = health(self.service.engine_path)["status"] != "ok"
+            degraded = health(self.service.engine)["status"] != "ok"
             self._send(200, self.service.metrics.render(degraded).encode(), "text/plain; version=0.0.4; charset=utf-8")
         elif path == "/merge":
             self._send(405, {"error": "use POST"}, headers=[("Allow", "POST")])
@@ -168,15 +181,20 @@ def main():
     server.daemon_threads = True
     # PID 1 in a container gets no default SIGTERM handling: stop serving and exit cleanly.
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
-    h = health(Handler.service.engine_path)
+    h = health(Handler.service.engine)
+    engine = h["engine"]
     print(
-        "inference %s listening on :%d, library %s, status %s%s"
+        "inference %s listening on :%d, library %s, status %s%s%s"
         % (
             os.environ.get("APP_VERSION", "unknown"),
             port,
             Handler.service.merger.path,
             h["status"],
             "".join("; " + r for r in h.get("reasons", [])),
+            "; engine %s loaded: model %s, key %s, %s, TensorRT %s%s"
+            % (engine["path"], h["model"]["name"], engine["key"], engine["precision"], engine["tensorrt"], " (stand-in)" if engine["standIn"] else "")
+            if engine.get("loaded")
+            else "",
         ),
         file=sys.stderr,
         flush=True,

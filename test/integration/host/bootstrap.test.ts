@@ -108,6 +108,8 @@ describe("host scripts on simulated Jetsons", { timeout: 30 * 60_000 }, () => {
       const facts = JSON.parse(r.facts) as Record<string, unknown>;
       assert.equal(facts["l4tRelease"], "36.4.3");
       assert.equal(facts["dockerVersion"], "");
+      // No device tree in a sim: no GPU identity.
+      assert.equal(facts["gpu"], "none");
       assert.match(r.verify, /^verified: nvidia runtime listed \(default\), container ran with --runtime nvidia$/m);
       assert.deepEqual(await daemonJsonOf(h), BOOTSTRAPPED_DAEMON_JSON);
       const held = (await sh(h, "apt-mark showhold")).trim().split("\n").sort();

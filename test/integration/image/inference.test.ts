@@ -3,11 +3,12 @@
 // library, health that degrades instead of crashing, Prometheus metrics, and what the runtime stage
 // must not carry (compilers, headers, sources, root).
 import assert from "node:assert/strict";
-import { cpSync, readFileSync, writeFileSync } from "node:fs";
+import { chmodSync, cpSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { after, before, describe, it } from "node:test";
 import { buildBaseImages, dockerBuild, IMAGES_DIR, inspectImage, removeImages, startContainer, waitUntil } from "../../support/images.ts";
 import type { BaseImages, Container } from "../../support/images.ts";
+import { onnxModel, sha256Hex } from "../../support/onnx.ts";
 import { docker, freePort, run, DOCKER, scratchDir } from "../../support/services.ts";
 
 const CONTEXT = join(IMAGES_DIR, "inference");
@@ -99,23 +100,57 @@ describe("inference image", { timeout: 30 * 60_000 }, () => {
     });
   });
 
-  it("clears the engine reason when the engine is mounted read-only", async () => {
+  it("clears the engine reason when an engine of its model is mounted read-only", async () => {
+    // Built as a host builds it: with the image's own trtexec (the stand-in on the stand-in base).
     const dir = scratchDir("inference-engine");
-    writeFileSync(join(dir, "model.engine"), "not a real TensorRT engine\n", { mode: 0o644 });
-    const withEngine = await serve("-v", `${join(dir, "model.engine")}:/models/model.engine:ro`);
+    chmodSync(dir, 0o755);
+    const onnx = onnxModel({ bytes: 64 * 1024, version: "v1" });
+    writeFileSync(join(dir, "model.onnx"), onnx);
+    const trtexec = [
+      "--entrypoint",
+      "/usr/src/tensorrt/bin/trtexec",
+      TAG,
+      "--onnx=/work/model.onnx",
+      "--saveEngine=/work/model.engine",
+      "--fp16",
+    ];
+    await docker("run", "--rm", "--user", "0:0", "-v", `${dir}:/work`, ...trtexec, "--skipInference");
+    const record = { model: "detector", sha256: sha256Hex(onnx), key: "0123456789abcdef", builtAt: "2026-12-01T12:00:00.000Z" };
+    writeFileSync(join(dir, "model.engine.json"), JSON.stringify(record), { mode: 0o644 });
+    const mounts = [
+      "-v",
+      `${join(dir, "model.engine")}:/models/model.engine:ro`,
+      "-v",
+      `${join(dir, "model.engine.json")}:/models/model.engine.json:ro`,
+    ];
+    const model = { name: "detector", sha256: record.sha256 };
+    const engine = {
+      path: "/models/model.engine",
+      present: true,
+      readOnly: true,
+      loaded: true,
+      key: record.key,
+      precision: "fp16",
+      tensorrt: "10.3.0",
+      standIn: true,
+      builtAt: record.builtAt,
+    };
+    const withEngine = await serve(...mounts);
     assert.deepEqual(await (await fetch(`${withEngine.url}/health`)).json(), {
       status: "degraded",
       reasons: [NO_GPU],
       gpu: { devices: [] },
-      engine: { path: "/models/model.engine", present: true, readOnly: true },
+      model,
+      engine,
     });
 
     // A device node at /dev/nvidia0 (a stand-in: /dev/null) and the engine: nothing is missing.
-    const withBoth = await serve("--device", "/dev/null:/dev/nvidia0", "-v", `${join(dir, "model.engine")}:/models/model.engine:ro`);
+    const withBoth = await serve("--device", "/dev/null:/dev/nvidia0", ...mounts);
     assert.deepEqual(await (await fetch(`${withBoth.url}/health`)).json(), {
       status: "ok",
       gpu: { devices: ["/dev/nvidia0"] },
-      engine: { path: "/models/model.engine", present: true, readOnly: true },
+      model,
+      engine,
     });
     assert.match(await (await fetch(`${withBoth.url}/metrics`)).text(), /^inference_degraded 0$/m);
   });

@@ -95,7 +95,7 @@ const table: { name: string; mutate: (c: Mutable) => void; secretPaths?: Readonl
       c.servces = [];
     },
     expected: [
-      `${F}servces: unknown key "servces"; did you mean "services"? Expected one of: production, hosts, runtime, registry, images, services, proxy, deploy`,
+      `${F}servces: unknown key "servces"; did you mean "services"? Expected one of: production, hosts, runtime, registry, images, models, services, proxy, deploy`,
     ],
   },
   {
@@ -301,7 +301,7 @@ describe("parseStackConfig rejects bad config with one message listing every pro
         `${F}hosts[0].privateKey: is stored in plain text; expected a Pulumi secret: cat FILE | pulumi config set --stack prod --secret --path 'hosts[0].privateKey'`,
         `${F}hosts[1].privateKey: is stored in plain text; expected a Pulumi secret: cat FILE | pulumi config set --stack prod --secret --path 'hosts[1].privateKey'`,
         `${F}registry.password: is stored in plain text; expected a Pulumi secret: cat FILE | pulumi config set --stack prod --secret --path 'registry.password'`,
-        `${F}servces: unknown key "servces"; did you mean "services"? Expected one of: production, hosts, runtime, registry, images, services, proxy, deploy`,
+        `${F}servces: unknown key "servces"; did you mean "services"? Expected one of: production, hosts, runtime, registry, images, models, services, proxy, deploy`,
         `${F}services[0].dependsOn.nope: service "nope" is not defined; expected one of: mediamtx`,
       ].join("\n"),
     );

@@ -58,12 +58,13 @@ describe("shipped stack files", () => {
       assert.deepEqual(
         inference?.volumes.map((v) => [v.target, v.readOnly]),
         [
-          ["/models", true],
           ["/videos", true],
           ["/output", false],
           ["/logs", false],
         ],
       );
+      // The model's engine, built on each host, mounted read-only where the image looks for it (ENGINE_PATH).
+      assert.deepEqual(inference?.models, [{ name: "detector", path: "/models/model.engine" }]);
       assert.deepEqual(inference?.restart, "unless-stopped");
       assert.deepEqual(inference?.securityOpt, ["no-new-privileges:true"]);
       assert.deepEqual(inference?.logging, { driver: "json-file", options: { "max-size": "10m", "max-file": "3" } });

@@ -30,6 +30,7 @@ const FACTS = {
   defaultRuntime: "",
   dockerDataRoot: "/var/lib/docker",
   freeBytes: 51200000000,
+  gpu: "nvidia,p3768-0000+p3767-0000,nvidia,p3767-0000,nvidia,tegra234",
 };
 
 function recorder() {

@@ -3,7 +3,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import * as pulumi from "@pulumi/pulumi";
-import { KubernetesFleet, ServiceSpec, fleetManifests } from "../../../components/index.ts";
+import { KubernetesFleet, ModelSpec, ServiceSpec, engineScript, fleetManifests } from "../../../components/index.ts";
 import { ResourceRecorder, settle, unwrap, useMockStack } from "../../support/mocks.ts";
 
 const SECRET_SIG = "4dabf18193072939515e22adb298388d";
@@ -284,5 +284,78 @@ describe("KubernetesFleet: secret environment values", () => {
     for (const r of rec.resources.filter((x) => x.type.startsWith("kubernetes:"))) {
       assert.equal(JSON.stringify(r.inputs).includes(TOKEN), false, `${r.type} ${r.name} holds the value`);
     }
+  });
+});
+
+describe("KubernetesFleet: models", () => {
+  const MODELS = [ModelSpec.parse({ name: "detector", source: { file: "models/detector.onnx" }, sha256: "3b".repeat(32) })];
+  const WITH_MODEL = [
+    ServiceSpec.parse({
+      name: "inference",
+      build: "inference",
+      runtime: "nvidia",
+      network: "host",
+      models: [{ name: "detector", path: "/engines/detector.engine" }],
+    }),
+    ServiceSpec.parse({ name: "webui", image: WEBUI_REF }),
+  ];
+  for (const mode of ["applied", "rendered to a directory"] as const) {
+    it(`${mode}: the engine script's ConfigMap is registered before the workloads, and the DaemonSet has the init containers`, async () => {
+      const rec = useMockStack({ stack: "prod", config: {} }, new ResourceRecorder());
+      new KubernetesFleet("fleet", {
+        services: WITH_MODEL,
+        models: MODELS,
+        images: { inference: REF },
+        registry: {
+          server: "registry.lab:5000",
+          username: "fleet",
+          ...(mode === "applied" ? { password: pulumi.secret("pull-pass") } : {}),
+        },
+        ...(mode === "applied" ? { kubeconfig: "apiVersion: v1\nkind: Config\n" } : { renderYamlToDirectory: "gitops/jetson-fleet" }),
+      });
+      await settle();
+      const configMaps = rec.ofType("kubernetes:core/v1:ConfigMap");
+      assert.deepEqual(
+        configMaps.map((r) => [r.name, r.inputs["metadata"], r.inputs["data"]]),
+        [
+          [
+            "fleet-engine-init",
+            { name: "engine-init", namespace: "jetson-fleet", labels: { "app.kubernetes.io/part-of": "jetson-fleet" } },
+            { "engine-init.sh": engineScript() },
+          ],
+        ],
+      );
+      const rendered = fleetManifests({
+        services: WITH_MODEL,
+        models: MODELS,
+        images: { inference: REF },
+        registry: { server: "registry.lab:5000", username: "fleet" },
+        source: { project: "jetson-fleet", stack: "prod" },
+      });
+      const ds = rec.ofType("kubernetes:apps/v1:DaemonSet").find((r) => r.name === "fleet-inference-daemonset");
+      assert.deepEqual(ds?.inputs["spec"], JSON.parse(JSON.stringify(rendered.services[0]?.workload.spec)));
+      const init = (ds?.inputs["spec"] as { template: { spec: { initContainers: { name: string }[] } } }).template.spec.initContainers;
+      assert.deepEqual(
+        init.map((c) => c.name),
+        ["node-facts", "engine-detector"],
+      );
+    });
+  }
+
+  it("services with models need the models argument and a registry, before anything is registered", async () => {
+    const rec = useMockStack({ stack: "prod", config: {} }, new ResourceRecorder());
+    assert.throws(() => new KubernetesFleet("fleet", { services: WITH_MODEL, images: { inference: REF }, kubeconfig: "x" }), {
+      name: "KubernetesFleetArgsError",
+      message: [
+        "invalid KubernetesFleet arguments (2 problems); nothing was changed:",
+        "models: is not set, but services inference run models (services[].models); expected the stack's models (config.models)",
+        "registry: is not set, but services inference run models, which nodes fetch from the stack's registry; expected { server } (registry.server)",
+      ].join("\n"),
+    });
+    await settle();
+    assert.deepEqual(
+      rec.resources.filter((r) => r.type.startsWith("kubernetes:")),
+      [],
+    );
   });
 });

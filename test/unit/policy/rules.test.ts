@@ -200,6 +200,51 @@ const rows: Row[] = [
       'container "inference" of DaemonSet "inference" mounts /opt/fleet/models at /data read-write; expected readOnly: true for model and video mounts',
     ],
   ],
+  [
+    "k8s init containers write the node's engine and model stores; the service reads its engines",
+    modelMountsReadOnly,
+    daemonSet(
+      { volumeMounts: [{ name: "engines", mountPath: "/var/lib/jetson-fleet/engines/vision/inference", readOnly: true }] },
+      {
+        volumes: [
+          { name: "engine-store", hostPath: { path: "/var/lib/jetson-fleet/engines" } },
+          { name: "model-store", hostPath: { path: "/var/lib/jetson-fleet/models/vision" } },
+          { name: "engines", hostPath: { path: "/var/lib/jetson-fleet/engines/vision/inference" } },
+        ],
+        initContainers: [
+          {
+            name: "engine-detector",
+            image: `registry.lab:5000/fleet/inference@${DIGEST}`,
+            volumeMounts: [
+              { name: "engine-store", mountPath: "/var/lib/jetson-fleet/engines" },
+              { name: "model-store", mountPath: "/var/lib/jetson-fleet/models/vision" },
+            ],
+          },
+        ],
+      },
+    ),
+    [],
+  ],
+  [
+    "k8s init containers may not write other model paths, nor service containers the stores",
+    modelMountsReadOnly,
+    daemonSet(
+      { volumeMounts: [{ name: "engine-store", mountPath: "/var/lib/jetson-fleet/engines" }] },
+      {
+        volumes: [
+          { name: "engine-store", hostPath: { path: "/var/lib/jetson-fleet/engines" } },
+          { name: "models", hostPath: { path: "/opt/fleet/models" } },
+        ],
+        initContainers: [
+          { name: "fetch", image: `registry.lab:5000/x@${DIGEST}`, volumeMounts: [{ name: "models", mountPath: "/models" }] },
+        ],
+      },
+    ),
+    [
+      'container "fetch" of DaemonSet "inference" mounts /opt/fleet/models at /models read-write; expected readOnly: true for model and video mounts',
+      'container "inference" of DaemonSet "inference" mounts /var/lib/jetson-fleet/engines at /var/lib/jetson-fleet/engines read-write; expected readOnly: true for model and video mounts',
+    ],
+  ],
   // healthcheck-required
   [
     "no healthcheck",
