@@ -9,7 +9,7 @@ const EXPECTED = [
   "pulumi:pulumi:Stack (jetson-fleet-broken):",
   "error: invalid stack config (2 problems); nothing was changed:",
   'Pulumi.broken.yaml: jetson-fleet:deploy.target: got the text "swarm"; expected one of: "compose", "containers", "kubernetes"',
-  'Pulumi.broken.yaml: jetson-fleet:hots: unknown key "hots"; did you mean "hosts"? Expected one of: production, hosts, runtime, registry, images, services, proxy, deploy',
+  'Pulumi.broken.yaml: jetson-fleet:hots: unknown key "hots"; did you mean "hosts"? Expected one of: production, hosts, runtime, registry, images, models, services, proxy, deploy',
 ];
 
 /** The engine's Diagnostics block of a failed command, one trimmed line each. */

@@ -88,11 +88,21 @@ mkdir -p "$root"
 command -v flock >/dev/null || die "host $host: flock (util-linux) is not installed; nothing was changed"
 lock=$root/apply.lock
 exec 9>>"$lock"
+# The holder writes who it is just after it takes the lock: a waiter that reads in between gives it a moment.
+holder() {
+  local text='' _
+  for _ in 1 2 3 4 5 6 7 8 9 10; do
+    text=$(cat "$lock" 2>/dev/null) || true
+    [[ -z $text ]] || break
+    sleep 0.2
+  done
+  printf '%s' "${text:-holder unknown}"
+}
 if ! flock -n 9; then
-  log "host $host: waiting up to ${lock_timeout}s for the apply holding $lock ($(cat "$lock" 2>/dev/null))"
+  log "host $host: waiting up to ${lock_timeout}s for the apply holding $lock ($(holder))"
   waited=$SECONDS
   flock -w "$lock_timeout" 9 \
-    || die "host $host: another apply still holds $lock after ${lock_timeout}s ($(cat "$lock" 2>/dev/null)); nothing was changed"
+    || die "host $host: another apply still holds $lock after ${lock_timeout}s ($(holder)); nothing was changed"
   log "host $host: took $lock after $((SECONDS - waited))s"
 fi
 # Who holds it, for the message of the next one that waits (the lock is on the file, not its text).
