@@ -78,7 +78,8 @@ export interface HostModelsArgs {
  * - `<name>-<model>`: `model-fetch.sh`, fetching the model into
  *   `/var/lib/jetson-fleet/models/<project>/sha256/<hex>` when the host lacks that content (checked
  *   by SHA-256, written through a rename); re-run when the content or its repository changes. Its
- *   delete removes that file.
+ *   delete drops its claim on the file, and the file goes with the last claim (a replacement made
+ *   first keeps it).
  * - `<name>-<service>-<model>`: `engine-build.sh`, building the engine into
  *   `/var/lib/jetson-fleet/engines/<project>/<service>/<model>/<key>/` inside the service's image
  *   (its runtime, no network), unless that key's engine is there; re-run when the key or a setting
