@@ -140,6 +140,7 @@ describe("the packed library in a consumer project", { timeout: 15 * 60_000 }, (
       defaultRuntime: "runc",
       dockerDataRoot: "",
       freeBytes: 21474836480,
+      gpu: "nvidia,p3768-0000+p3767-0000,nvidia,p3767-0000,nvidia,tegra234",
     };
     assert.deepEqual(outputs, {
       ref: `registry.lab:5000/fleet/inference@sha256:${"c".repeat(64)}`,

@@ -19,6 +19,7 @@ const FACTS: HostFacts = {
   defaultRuntime: "runc",
   dockerDataRoot: "",
   freeBytes: 21474836480,
+  gpu: "nvidia,p3768-0000+p3767-0000,nvidia,p3767-0000,nvidia,tegra234",
 };
 
 interface Registered {
