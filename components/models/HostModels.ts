@@ -103,9 +103,7 @@ export class HostModels extends pulumi.ComponentResource {
     const { host, project } = args;
     const bootstrap = host.ready ? [host.ready] : [];
     const device = pulumi.output(host.device ?? { l4tRelease: NO_DEVICE, gpu: NO_DEVICE });
-    const credentials = args.credentials
-      ? { REGISTRY_USERNAME: pulumi.output(args.credentials.username), REGISTRY_PASSWORD: pulumi.secret(args.credentials.password) }
-      : undefined;
+    const credentials = args.credentials ? pulumi.all([args.credentials.username, pulumi.secret(args.credentials.password)]) : undefined;
     const remote = (
       id: string,
       script: "model-fetch" | "engine-build",
@@ -113,8 +111,9 @@ export class HostModels extends pulumi.ComponentResource {
       trigger: pulumi.Input<string>,
       secret: boolean,
       dependsOn: pulumi.Resource[],
+      data: pulumi.Input<string> = "",
     ) => {
-      const stdin = pulumi.all([host.sudoPassword, step]).apply(([password, s]) => hostStdin(host.elevation, password, s));
+      const stdin = pulumi.all([host.sudoPassword, step, data]).apply(([password, s, d]) => hostStdin(host.elevation, password, s, d));
       return new command.remote.Command(
         id,
         {
@@ -144,17 +143,25 @@ export class HostModels extends pulumi.ComponentResource {
         REPOSITORY: source.location.repository,
       };
       const script = renderModelScript("model-fetch");
-      const step = pulumi.output(credentials ?? {}).apply((creds): HostStep => ({
+      // The registry password goes as the step's data (model-fetch.sh reads it from standard
+      // input): a parameter would be in the script's environment, which /proc shows.
+      const step = pulumi.output(credentials?.apply(([user]) => user)).apply((user): HostStep => ({
         script,
-        create: { ...params, ...creds },
+        create: { ...params, ...(user !== undefined ? { REGISTRY_USERNAME: user } : {}) },
         delete: { ...params, ACTION: "delete" },
       }));
+      const data = credentials ? credentials.apply(([, password]) => `${password}\n`) : "";
       // The credentials are how the host gets the model, not what it gets: a rotation fetches nothing.
       const trigger = contentHash(script, ...Object.values(params));
-      fetches[model.name] = remote(`${name}-${model.name}`, "model-fetch", step, trigger, credentials !== undefined, [
-        ...bootstrap,
-        ...(source.ready ? [source.ready] : []),
-      ]);
+      fetches[model.name] = remote(
+        `${name}-${model.name}`,
+        "model-fetch",
+        step,
+        trigger,
+        credentials !== undefined,
+        [...bootstrap, ...(source.ready ? [source.ready] : [])],
+        data,
+      );
     }
 
     const engines: Record<string, pulumi.Output<EngineMount[]>> = {};

@@ -25,12 +25,15 @@
 #   SHA256             the ONNX file's sha256 (64 lower-case hex digits)
 #   REGISTRY_URL       scheme://host[:port] of the registry the host fetches from
 #   REPOSITORY         the repository's path in it (models/detector)
-#   REGISTRY_USERNAME  optional credentials, used only when the registry asks (oci-lib.sh)
-#   REGISTRY_PASSWORD
+#   REGISTRY_USERNAME  optional: with it, the password is the first line of standard input (never
+#                      in the environment, which /proc shows), used only when the registry asks
 #   ACTION             create (default) or delete
 #   MODELS_ROOT        default /var/lib/jetson-fleet/models
 #   LOCK_TIMEOUT       seconds to wait for another fetch of the same content (default 3600)
 set -euo pipefail
+# The password arrives as data, never as a parameter: a parameter is in this process's environment.
+REGISTRY_PASSWORD=
+if [[ -n ${REGISTRY_USERNAME:-} ]]; then IFS= read -r REGISTRY_PASSWORD || true; fi
 # Decimal points as this script expects them (EPOCHREALTIME), whatever the host's locale.
 export LC_ALL=C
 

@@ -182,7 +182,9 @@ describe("HostModels in the compose mode: fetch, build, then the services, batch
       REGISTRY_URL: "https://registry.lab:5000",
       REPOSITORY: "models/detector",
     };
-    assert.deepEqual(read.create, { ...params, REGISTRY_USERNAME: "fleet", REGISTRY_PASSWORD: "s3cret-token" });
+    // The password as the step's data: never a parameter, which would be in the script's environment.
+    assert.deepEqual(read.create, { ...params, REGISTRY_USERNAME: "fleet" });
+    assert.equal(read.data, "s3cret-token\n");
     assert.deepEqual(read.delete, { ...params, ACTION: "delete" });
     assert.equal(read.script, renderModelScript("model-fetch"));
     // What the host gets, not how: a new password or key fetches nothing.
@@ -293,6 +295,7 @@ describe("HostModels in the containers mode", () => {
     assert.ok((await dependencyNames(deps, "services-orin-01-inference-image")).includes("services-orin-01-models-inference-detector"));
     // Anonymous: no credentials travel to the host.
     const { read } = stdinOf(rec, "services-orin-01-models-detector");
-    assert.equal(read.create["REGISTRY_PASSWORD"], undefined);
+    assert.equal(read.create["REGISTRY_USERNAME"], undefined);
+    assert.equal(read.data, "");
   });
 });
