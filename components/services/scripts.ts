@@ -11,10 +11,20 @@ export const SERVICE_SCRIPTS = ["compose-apply", "container-handover", "proxy-sw
 export type ServiceScript = (typeof SERVICE_SCRIPTS)[number];
 
 const DIR = join(import.meta.dirname, "scripts");
-const INLINE = /^source "\$\(dirname "\$\{BASH_SOURCE\[0\]\}"\)\/([a-z-]+\.sh)" # inlined by renderServiceScript$/gm;
 
 /** A script's full text, self-contained (every `source`d library inlined). */
 export function renderServiceScript(name: ServiceScript): string {
-  const text = readFileSync(join(DIR, `${name}.sh`), "utf8");
-  return text.replace(INLINE, (_line, lib: string) => readFileSync(join(DIR, lib), "utf8").replace(/^# shellcheck shell=bash\n/, ""));
+  return inlineScript(DIR, name, "renderServiceScript");
+}
+
+/**
+ * The script `<dir>/<name>.sh` with each line `source "$(dirname "${BASH_SOURCE[0]}")/<lib>.sh" #
+ * inlined by <renderer>` replaced by that library's text (without its `# shellcheck shell=bash`
+ * header): what the command provider sends, runnable without the files beside it.
+ */
+export function inlineScript(dir: string, name: string, renderer: string): string {
+  const inline = new RegExp(`^source "\\$\\(dirname "\\$\\{BASH_SOURCE\\[0\\]\\}"\\)/([a-z-]+\\.sh)" # inlined by ${renderer}$`, "gm");
+  return readFileSync(join(dir, `${name}.sh`), "utf8").replace(inline, (_line, lib: string) =>
+    readFileSync(join(dir, lib), "utf8").replace(/^# shellcheck shell=bash\n/, ""),
+  );
 }
