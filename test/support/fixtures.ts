@@ -2,7 +2,7 @@
 // config that tests copy and break one field at a time.
 import { generateKeyPairSync } from "node:crypto";
 import sshpk from "sshpk";
-import type { StackConfigInput } from "../../components/index.ts";
+import { StackConfigError, parseStackConfig, type StackConfigInput } from "../../components/index.ts";
 
 export interface KeyPair {
   /** OpenSSH private key text. */
@@ -81,4 +81,15 @@ export const VALID_SECRET_PATHS: ReadonlySet<string> = new Set(["hosts[0].privat
 /** Engine-style raw values (`<project>:<key>` → JSON text) for a config object. */
 export function rawValues(config: Record<string, unknown>, project = PROJECT): Record<string, string> {
   return Object.fromEntries(Object.entries(config).map(([k, v]) => [`${project}:${k}`, typeof v === "string" ? v : JSON.stringify(v)]));
+}
+
+/** The lines of the `StackConfigError` the dev stack's file would give for `config` (none when it is valid). */
+export function configProblems(config: Record<string, unknown>): readonly string[] {
+  try {
+    parseStackConfig({ project: PROJECT, stack: "dev", values: rawValues(config), secretPaths: VALID_SECRET_PATHS });
+  } catch (err) {
+    if (err instanceof StackConfigError) return err.lines;
+    throw err;
+  }
+  return [];
 }

@@ -2,8 +2,8 @@
 // the key and what is expected, before any resource exists.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { DEFAULT_ENGINE_BUILDER, ModelSpec, StackConfigError, parseStackConfig } from "../../../components/index.ts";
-import { PROJECT, VALID_SECRET_PATHS, rawValues, validConfig } from "../../support/fixtures.ts";
+import { DEFAULT_ENGINE_BUILDER, ModelSpec } from "../../../components/index.ts";
+import { configProblems, validConfig } from "../../support/fixtures.ts";
 
 // Tests write configs the types forbid, on purpose.
 type Mutable = Record<string, any>;
@@ -16,13 +16,7 @@ function problems(mutate: (c: Mutable) => void): readonly string[] {
   config.models = [detector()];
   config.services[0].models = [{ name: "detector", path: "/models/model.engine" }];
   mutate(config);
-  try {
-    parseStackConfig({ project: PROJECT, stack: "dev", values: rawValues(config), secretPaths: VALID_SECRET_PATHS });
-  } catch (err) {
-    assert.ok(err instanceof StackConfigError, `expected StackConfigError, got ${String(err)}`);
-    return err.lines;
-  }
-  return [];
+  return configProblems(config);
 }
 
 const F = "Pulumi.dev.yaml: jetson-fleet:";

@@ -2,8 +2,8 @@
 // that validation refuses, naming the stack file, the key and the reason.
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
-import { ServiceSpec, StackConfigError, parseStackConfig, updatePlan, type UpdatePlan } from "../../../components/index.ts";
-import { PROJECT, VALID_SECRET_PATHS, rawValues, validConfig } from "../../support/fixtures.ts";
+import { ServiceSpec, updatePlan, type UpdatePlan } from "../../../components/index.ts";
+import { configProblems, validConfig } from "../../support/fixtures.ts";
 
 // Tests write configs the types forbid, on purpose.
 type Mutable = Record<string, any>;
@@ -94,13 +94,7 @@ function problems(mutate: (c: Mutable) => void): readonly string[] {
   const config = validConfig() as Mutable;
   config.proxy = { image: "registry.lab:5000/fleet/proxy:2.6.12" };
   mutate(config);
-  try {
-    parseStackConfig({ project: PROJECT, stack: "dev", values: rawValues(config), secretPaths: VALID_SECRET_PATHS });
-  } catch (err) {
-    assert.ok(err instanceof StackConfigError, `expected StackConfigError, got ${String(err)}`);
-    return err.lines;
-  }
-  return [];
+  return configProblems(config);
 }
 
 const F = "Pulumi.dev.yaml: jetson-fleet:";
