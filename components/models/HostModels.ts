@@ -130,6 +130,9 @@ export class HostModels extends pulumi.ComponentResource {
       );
     };
 
+    // Read once per host, not once per model and service.
+    const fetchScript = renderModelScript("model-fetch");
+    const buildScript = renderModelScript("engine-build");
     const fetches: Record<string, command.remote.Command> = {};
     for (const model of args.models) {
       const source = args.sources[model.name];
@@ -142,17 +145,16 @@ export class HostModels extends pulumi.ComponentResource {
         REGISTRY_URL: source.location.registryUrl,
         REPOSITORY: source.location.repository,
       };
-      const script = renderModelScript("model-fetch");
       // The registry password goes as the step's data (model-fetch.sh reads it from standard
       // input): a parameter would be in the script's environment, which /proc shows.
       const step = pulumi.output(credentials?.apply(([user]) => user)).apply((user): HostStep => ({
-        script,
+        script: fetchScript,
         create: { ...params, ...(user !== undefined ? { REGISTRY_USERNAME: user } : {}) },
         delete: { ...params, ACTION: "delete" },
       }));
       const data = credentials ? credentials.apply(([, password]) => `${password}\n`) : "";
       // The credentials are how the host gets the model, not what it gets: a rotation fetches nothing.
-      const trigger = contentHash(script, ...Object.values(params));
+      const trigger = contentHash(fetchScript, ...Object.values(params));
       fetches[model.name] = remote(
         `${name}-${model.name}`,
         "model-fetch",
@@ -184,7 +186,6 @@ export class HostModels extends pulumi.ComponentResource {
           dev,
           key: engineKey({ modelSha256: model.sha256, image: img, l4tRelease: dev.l4tRelease, gpu: dev.gpu, args: buildArgs }),
         }));
-        const script = renderModelScript("engine-build");
         const step = inputs.apply(({ img, dev, key }): HostStep => {
           const params = {
             PROJECT: project,
@@ -202,7 +203,7 @@ export class HostModels extends pulumi.ComponentResource {
             L4T: dev.l4tRelease,
             GPU: dev.gpu,
           };
-          return { script, create: params, delete: { ...params, ACTION: "delete" } };
+          return { script: buildScript, create: params, delete: { ...params, ACTION: "delete" } };
         });
         const id = `${name}-${service.name}-${model.name}`;
         const build = remote(id, "engine-build", step, step.apply(stepTrigger), false, [...bootstrap, fetch, ...(args.after ?? [])]);
