@@ -15,12 +15,22 @@ export type HostScript = (typeof HOST_SCRIPTS)[number];
 export type OptionalHostScript = (typeof OPTIONAL_HOST_SCRIPTS)[number];
 
 const DIR = join(import.meta.dirname, "scripts");
-const INLINE = /^source "\$\(dirname "\$\{BASH_SOURCE\[0\]\}"\)\/([a-z-]+\.sh)" # inlined by renderHostScript$/m;
 
 /** A script's full text, self-contained (its `source`d library inlined). */
 export function renderHostScript(name: HostScript | OptionalHostScript): string {
-  const text = readFileSync(join(DIR, `${name}.sh`), "utf8");
-  return text.replace(INLINE, (_line, lib: string) => readFileSync(join(DIR, lib), "utf8").replace(/^# shellcheck shell=bash\n/, ""));
+  return inlineScript(DIR, name, "renderHostScript");
+}
+
+/**
+ * The script `<dir>/<name>.sh` with each line `source "$(dirname "${BASH_SOURCE[0]}")/<lib>.sh" #
+ * inlined by <renderer>` replaced by that library's text (without its `# shellcheck shell=bash`
+ * header): what the command provider sends, runnable without the files beside it.
+ */
+export function inlineScript(dir: string, name: string, renderer: string): string {
+  const inline = new RegExp(`^source "\\$\\(dirname "\\$\\{BASH_SOURCE\\[0\\]\\}"\\)/([a-z-]+\\.sh)" # inlined by ${renderer}$`, "gm");
+  return readFileSync(join(dir, `${name}.sh`), "utf8").replace(inline, (_line, lib: string) =>
+    readFileSync(join(dir, lib), "utf8").replace(/^# shellcheck shell=bash\n/, ""),
+  );
 }
 
 /** How the remote user gets root. */

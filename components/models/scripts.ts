@@ -1,7 +1,7 @@
 // The models' scripts as the command provider receives them: read from the files beside this
 // module (shellcheck-clean, runnable on their own), with the OCI client library inlined.
 import { join } from "node:path";
-import { inlineScript } from "../services/scripts.ts";
+import { inlineScript } from "../host/scripts.ts";
 
 /**
  * The models' scripts: the artifact push and verify (a local command on the machine running
