@@ -82,9 +82,9 @@ export const imageRefs = pulumi.all(built);
 // the digest their tag resolves to now (only when there is a host to deploy to).
 const kubernetes = config.deploy.target === "kubernetes";
 const deployed = config.services.length > 0 && (kubernetes || config.hosts.length > 0);
-// Kubernetes manifests take digests only: KubernetesFleet refuses a tag there before anything is sent.
+// Every target runs digests: an external image's tag is resolved to its digest now, on Kubernetes too.
 const resolver = registryResolver(login ? { [login.server]: login } : {});
-const serviceImageRefs = deployed && !kubernetes ? pinServiceImages(config.services, built, resolver) : {};
+const serviceImageRefs = deployed ? pinServiceImages(config.services, built, resolver) : {};
 // The hosts' proxy, pinned the same way: their blue-green services switch behind it.
 const proxy =
   deployed && !kubernetes && config.proxy
@@ -154,9 +154,14 @@ if (deployed) {
           services: config.services,
           secretEnvironment,
           images: built,
+          // Built images come by image name; the others as resolved.
+          serviceImages: Object.fromEntries(
+            Object.entries(serviceImageRefs).filter(([name]) => config.services.some((s) => s.name === name && s.image)),
+          ),
           namespace: cluster.namespace,
           rollout: config.deploy.rollout,
           ...(cluster.nodeSelector ? { nodeSelector: cluster.nodeSelector } : {}),
+          ...(cluster.rolloutTimeout ? { rolloutTimeout: cluster.rolloutTimeout } : {}),
           ...(registry ? { registry: { ...registry, ...(registry.password ? { password: pulumi.secret(registry.password) } : {}) } } : {}),
           ...(cluster.renderYamlToDirectory !== undefined ? { renderYamlToDirectory: cluster.renderYamlToDirectory } : {}),
           ...(cluster.kubeconfig !== undefined ? { kubeconfig: pulumi.secret(cluster.kubeconfig) } : {}),

@@ -12,7 +12,7 @@ const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
 const digest = (hex: string) => `sha256:${hex.repeat(32)}`;
 
 let start = performance.now();
-await run(join(import.meta.dirname, "..", "tools", "kube-apiserver.sh"), ["build"], { maxBuffer: 16 * 1024 * 1024 });
+await run(join(import.meta.dirname, "..", "tools", "kube-cluster.sh"), ["build"], { maxBuffer: 16 * 1024 * 1024 });
 console.log(`kube-apiserver + kubectl build: ${seconds(performance.now() - start)}`);
 
 const kube = await startKubeApiServer();

@@ -19,6 +19,8 @@ VERSION=v0.31.0
 MODULE=github.com/moby/buildkit
 # shellcheck source=tools/lib/cached-build.sh
 source "$(dirname "$0")/lib/cached-build.sh"
+# shellcheck source=tools/lib/stop-pid.sh
+source "$(dirname "$0")/lib/stop-pid.sh"
 
 log() { printf 'buildkit: %s\n' "$*" >&2; }
 die() {
@@ -88,18 +90,9 @@ start() {
 }
 
 stop() {
-  local dir=${1:?usage: tools/buildkit.sh stop DIR} pid i
-  [[ -s $dir/buildkitd.pid ]] || return 0
-  pid=$(cat "$dir/buildkitd.pid")
-  if kill -0 "$pid" 2>/dev/null; then
-    kill "$pid"
-    for ((i = 0; i < 100; i++)); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
-  fi
-  rm -f "$dir/buildkitd.pid" "$dir/buildkitd.sock"
+  local dir=${1:?usage: tools/buildkit.sh stop DIR}
+  stop_pid "$dir/buildkitd.pid"
+  rm -f "$dir/buildkitd.sock"
 }
 
 case ${1:-} in

@@ -13,8 +13,16 @@
 # pinned host key; the client key and sudo password stored encrypted), remade whenever either changes.
 # The repository's files stay as they are.
 #
-# Environment: JETSON_DEV_HOSTS (number of sims, default 3); PULUMI_BACKEND_URL /
-# PULUMI_CONFIG_PASSPHRASE (default: a local file backend in the cache, the dev passphrase).
+# JETSON_DEV_TARGET=kubernetes runs the same stack on Kubernetes instead (stack dev-kubernetes): a
+# control plane on this machine (tools/kube-cluster.sh) with the sims joined as its nodes
+# (tools/kube-node.sh), `deploy.target: kubernetes` with that cluster's kubeconfig (encrypted), the
+# sims selected by their architecture, and the services' ulimits left out (pods take the node
+# runtime's; the sims' Docker is what needs the dev stack's). `destroy` leaves the cluster running:
+# tools/kube-cluster.sh stop "$cache/dev/kube" stops it.
+#
+# Environment: JETSON_DEV_HOSTS (number of sims, default 3); JETSON_DEV_TARGET (compose, as
+# Pulumi.dev.yaml says, or kubernetes); PULUMI_BACKEND_URL / PULUMI_CONFIG_PASSPHRASE (default: a
+# local file backend in the cache, the dev passphrase).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -25,9 +33,16 @@ PATH="$(tools/node.sh):$PATH"
 tools/npm-install.sh
 step "machine: Debian packages and dockerd"
 tools/machine.sh
+target=${JETSON_DEV_TARGET:-}
+[[ -z $target || $target == compose || $target == kubernetes ]] || { echo "JETSON_DEV_TARGET=$target: expected compose or kubernetes" >&2; exit 2; }
+stack=dev
+[[ $target != kubernetes ]] || stack=dev-kubernetes
 step "Pulumi CLI and the dev stack's plugins"
-# Only what the dev stack runs: the host steps (command) and the image build (docker-build).
-bin=$(tools/toolchain.sh command docker-build | tail -n 1)
+# Only what the dev stack runs: the host steps (command) and the image build (docker-build), and
+# on Kubernetes the provider that applies the fleet.
+plugins=(command docker-build)
+[[ $target != kubernetes ]] || plugins+=(kubernetes)
+bin=$(tools/toolchain.sh "${plugins[@]}" | tail -n 1)
 PATH="$bin:$PATH"
 export PATH
 step "dev registry, BuildKit daemon and simulated Jetsons"
@@ -44,38 +59,61 @@ export PULUMI_CONFIG_PASSPHRASE=${PULUMI_CONFIG_PASSPHRASE-jetson-fleet-dev}
 export PULUMI_SKIP_UPDATE_CHECK=true PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
 
 # The project directory: the repository's program linked, its own stack file.
-for entry in index.ts components images node_modules package.json tsconfig.json Pulumi.yaml; do
+for entry in index.ts components images models node_modules package.json tsconfig.json Pulumi.yaml; do
   ln -sfn "$repo/$entry" "$work/$entry"
 done
 eval "$(tools/jetson-sim.sh env)"
 mapfile -t sims < <(jq -r .name "$JETSON_DEV_SIMS")
-inputs=$(cat Pulumi.dev.yaml "$JETSON_DEV_SIMS" "$JETSON_SIM_PRIVATE_KEY" "$JETSON_SIM_SUDO_PASSWORD_FILE" | sha256sum | cut -c1-16)
+kubeconfig=/dev/null
+if [[ $target == kubernetes ]]; then
+  step "Kubernetes control plane, the sims as its nodes"
+  gateway=$(/usr/bin/docker network inspect bridge -f '{{(index .IPAM.Config 0).Gateway}}')
+  kubeconfig=$(tools/kube-cluster.sh start "$cache/dev/kube" "$gateway" | tail -n 1)
+  tools/kube-node.sh join "$cache/dev/kube" "${sims[@]}"
+fi
+inputs=$(cat Pulumi.dev.yaml "$JETSON_DEV_SIMS" "$JETSON_SIM_PRIVATE_KEY" "$JETSON_SIM_SUDO_PASSWORD_FILE" "$kubeconfig" | sha256sum | cut -c1-16)
 cd "$work"
-if [[ $(cat .stack-inputs 2>/dev/null) != "$inputs" ]]; then
-  step "dev stack config: Pulumi.dev.yaml and $(wc -l <"$JETSON_DEV_SIMS") simulated Jetsons"
+if [[ $(cat ".stack-inputs-$stack" 2>/dev/null) != "$inputs" ]]; then
+  step "$stack stack config: Pulumi.dev.yaml and $(wc -l <"$JETSON_DEV_SIMS") simulated Jetsons"
   # Written before the stack is selected: it carries the committed file's encryption salt.
   # shellcheck disable=SC2016 # JavaScript, not shell
   node --input-type=module -e '
     import { readFileSync, writeFileSync } from "node:fs";
     import { parseDocument } from "yaml";
-    const [committed, sims, arch] = process.argv.slice(1);
+    const [committed, sims, arch, stack, target] = process.argv.slice(1);
     const doc = parseDocument(readFileSync(committed, "utf8"));
-    const hosts = readFileSync(sims, "utf8").trim().split("\n").map((line) => JSON.parse(line))
-      .map((s) => ({ name: s.name, address: s.address, port: s.port, user: s.user, hostKey: s.hostKey, l4tRelease: s.l4tRelease, arch }));
-    doc.setIn(["config", "jetson-fleet:hosts"], hosts);
+    if (target === "kubernetes") {
+      // The cluster is the fleet: its nodes are the sims, selected by their architecture.
+      const rollout = doc.getIn(["config", "jetson-fleet:deploy", "rollout"])?.toJSON() ?? { maxUnavailable: 1 };
+      doc.setIn(["config", "jetson-fleet:deploy"], {
+        target: "kubernetes",
+        rollout,
+        kubernetes: { namespace: "jetson-fleet", nodeSelector: { "kubernetes.io/arch": arch } },
+      });
+      doc.deleteIn(["config", "jetson-fleet:proxy"]);
+      for (const service of doc.getIn(["config", "jetson-fleet:services"]).items) service.delete("ulimits");
+    } else {
+      const hosts = readFileSync(sims, "utf8").trim().split("\n").map((line) => JSON.parse(line))
+        .map((s) => ({ name: s.name, address: s.address, port: s.port, user: s.user, hostKey: s.hostKey, l4tRelease: s.l4tRelease, arch }));
+      doc.setIn(["config", "jetson-fleet:hosts"], hosts);
+    }
     doc.commentBefore = " Made by tools/dev.sh from the repository'"'"'s Pulumi.dev.yaml and the simulated Jetsons; edit those.";
-    writeFileSync("Pulumi.dev.yaml.tmp", doc.toString());
-  ' "$repo/Pulumi.dev.yaml" "$JETSON_DEV_SIMS" "$(dpkg --print-architecture)"
-  mv Pulumi.dev.yaml.tmp Pulumi.dev.yaml
-  pulumi stack select --create --non-interactive dev >/dev/null
+    writeFileSync(`Pulumi.${stack}.yaml.tmp`, doc.toString());
+  ' "$repo/Pulumi.dev.yaml" "$JETSON_DEV_SIMS" "$(dpkg --print-architecture)" "$stack" "$target"
+  mv "Pulumi.$stack.yaml.tmp" "Pulumi.$stack.yaml"
+  pulumi stack select --create --non-interactive "$stack" >/dev/null
   # Secrets go in on stdin: never an argument.
-  for ((i = 0; i < ${#sims[@]}; i++)); do
-    pulumi config set --stack dev --secret --path "hosts[$i].privateKey" <"$JETSON_SIM_PRIVATE_KEY"
-    pulumi config set --stack dev --secret --path "hosts[$i].sudoPassword" <"$JETSON_SIM_SUDO_PASSWORD_FILE"
-  done
-  echo "$inputs" >.stack-inputs
+  if [[ $target == kubernetes ]]; then
+    pulumi config set --stack "$stack" --secret --path deploy.kubernetes.kubeconfig <"$kubeconfig"
+  else
+    for ((i = 0; i < ${#sims[@]}; i++)); do
+      pulumi config set --stack dev --secret --path "hosts[$i].privateKey" <"$JETSON_SIM_PRIVATE_KEY"
+      pulumi config set --stack dev --secret --path "hosts[$i].sudoPassword" <"$JETSON_SIM_SUDO_PASSWORD_FILE"
+    done
+  fi
+  echo "$inputs" >".stack-inputs-$stack"
 fi
-pulumi stack select --create --non-interactive dev >/dev/null
+pulumi stack select --create --non-interactive "$stack" >/dev/null
 
 # SSH logins a sim has accepted so far (from its sshd's journal, read without SSH).
 logins() { /usr/bin/docker exec "$1" journalctl -q -u ssh.service -o cat | grep -c '^Accepted publickey' || true; }
@@ -90,8 +128,14 @@ replaced_sims() {
   done
 }
 
-case ${1:-up} in
-  up)
+case ${target:-compose}:${1:-up} in
+  kubernetes:up)
+    step "pulumi up --stack $stack"
+    pulumi up --yes --stack "$stack"
+    step "the fleet's pods, one per node and service"
+    "$(tools/kube-cluster.sh build)/kubectl" --kubeconfig "$kubeconfig" -n jetson-fleet get pods -o wide
+    ;;
+  *:up)
     declare -A before
     for sim in "${sims[@]}"; do before[$sim]=$(logins "$sim"); done
     replace=()
@@ -113,7 +157,12 @@ case ${1:-up} in
     step "SSH sessions this run opened on each host (remote commands run)"
     for sim in "${sims[@]}"; do printf '%s: %d\n' "$sim" $(($(logins "$sim") - before[$sim])); done
     ;;
-  destroy)
+  kubernetes:destroy)
+    step "pulumi destroy --stack $stack"
+    pulumi destroy --yes --stack "$stack"
+    echo "==> the namespace and its pods are gone; the cluster runs on: tools/kube-cluster.sh stop $cache/dev/kube" >&2
+    ;;
+  *:destroy)
     step "pulumi destroy --run-program --stack dev"
     # The program runs: the containers mode's Docker providers get their ssh-agent from it.
     pulumi destroy --yes --run-program --stack dev
@@ -127,7 +176,7 @@ themselves with: tools/dev-env.sh stop
 EOF
     ;;
   *)
-    step "pulumi $* --stack dev"
-    pulumi "$@" --stack dev
+    step "pulumi $* --stack $stack"
+    pulumi "$@" --stack "$stack"
     ;;
 esac

@@ -38,10 +38,11 @@ read -ra publish <<<"${JETSON_SIM_PUBLISH:-}"
 label=jetson-fleet.sim
 # How a sim runs: what makes systemd and an inner dockerd work without --privileged (which fails
 # here). Without CAP_SYS_RESOURCE no limit inside rises above this machine's hard limits
-# (memlock: 8 MiB here), so stacks for the sims ask no more than those.
+# (memlock: 8 MiB here), so stacks for the sims ask no more than those. /dev/kmsg, read-only: a
+# kubelet (tools/kube-node.sh) refuses to start without it (its OOM watcher reads it).
 SIM_FLAGS=(--cap-add ALL --cap-drop SYS_RESOURCE
   --security-opt seccomp=unconfined --security-opt apparmor=unconfined
-  -v /sys/fs/cgroup:/sys/fs/cgroup:rw --tmpfs /run --tmpfs /run/lock)
+  -v /sys/fs/cgroup:/sys/fs/cgroup:rw --tmpfs /run --tmpfs /run/lock --device /dev/kmsg:/dev/kmsg:r)
 log() { printf 'jetson-sim: %s\n' "$*" >&2; }
 die() { log "$*"; exit 1; }
 
@@ -129,7 +130,7 @@ start() {
       fi
       log "replacing $name (stopped, or another image or release)"
       "$DOCKER" rm -f "$name" >/dev/null
-      "$DOCKER" volume rm -f "$name-docker" >/dev/null
+      "$DOCKER" volume rm -f "$name-docker" "$name-containerd" >/dev/null
     fi
     # Written in place: the file is bind-mounted into the sim.
     printf '%s\n' "$pubkey" >"$state/$name/authorized_keys"
@@ -144,7 +145,7 @@ start() {
     "$DOCKER" run -d --name "$name" --hostname "$name" \
       --label "$label=$prefix" --label "$label.release=$release" --label "$label.shape=$shape" \
       "${SIM_FLAGS[@]}" \
-      -v "$name-docker:/var/lib/docker" \
+      -v "$name-docker:/var/lib/docker" -v "$name-containerd:/var/lib/containerd" \
       -v "$repo_dir:/opt/nvidia-l4t-repo:ro" \
       -v "$state/$name/authorized_keys:/etc/jetson-sim/authorized_keys:ro" \
       -v "$state/sudo-password:/etc/jetson-sim/sudo-password:ro" \
@@ -165,7 +166,7 @@ stop() {
   log "removing ${names[*]}"
   "$DOCKER" rm -f "${names[@]}" >/dev/null
   for name in "${names[@]}"; do
-    "$DOCKER" volume rm -f "$name-docker" >/dev/null
+    "$DOCKER" volume rm -f "$name-docker" "$name-containerd" >/dev/null
     # The host keys stay: a sim started again under this name has the identity stacks pinned.
     rm -f "${state:?}/$name/authorized_keys"
   done

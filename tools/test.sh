@@ -123,7 +123,7 @@ main() {
         node_modules/.bin/eslint .
         node_modules/.bin/prettier --check .
         tools/machine.sh
-        shellcheck -x tools/*.sh .ci/run components/host/scripts/*.sh components/services/scripts/*.sh components/kubernetes/scripts/*.sh components/models/scripts/*.sh images/web-probe/*.sh images/jetson-sim/*.sh images/base/*.sh images/stand-ins/*.sh images/jetson-sim/nvidia-toolkit/*.sh images/jetson-sim/nvidia-toolkit/bin/* images/jetson-sim/rootfs/usr/local/sbin/*
+        shellcheck -x tools/*.sh .ci/run components/host/scripts/*.sh components/services/scripts/*.sh components/kubernetes/scripts/*.sh components/models/scripts/*.sh images/web-probe/*.sh images/jetson-sim/*.sh images/jetson-sim/kubernetes/*.sh images/base/*.sh images/stand-ins/*.sh images/jetson-sim/nvidia-toolkit/*.sh images/jetson-sim/nvidia-toolkit/bin/* images/jetson-sim/rootfs/usr/local/sbin/*
         yamllint -d '{extends: default, rules: {line-length: {max: 140}, document-start: disable, truthy: {check-keys: false}}}' Pulumi*.yaml .github/workflows/*.yml
         "$(tools/actionlint.sh)" .github/workflows/*.yml
         ;;
@@ -141,8 +141,10 @@ main() {
         export JETSON_FLEET_PULUMI_BIN
         step "BuildKit daemon (for @pulumi/docker-build)"
         tools/buildkit.sh build >/dev/null
-        step "kube-apiserver and kubectl (for the Kubernetes fleet)"
-        tools/kube-apiserver.sh build >/dev/null
+        step "Kubernetes control plane, kubelet and sandbox image (for the Kubernetes fleet)"
+        tools/kube-cluster.sh build >/dev/null
+        tools/kube-cluster.sh build-cluster >/dev/null
+        tools/kube-node.sh pause-image >/dev/null
         run_tier engine
         ;;
       *) echo "tools/test.sh: unknown tier '$tier' (expected lint, unit, integration or engine)" >&2; exit 2 ;;

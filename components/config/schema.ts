@@ -594,6 +594,11 @@ export const DeploySpec = z.strictObject({
       namespace: name("namespace").default("jetson-fleet"),
       /** Node labels that select the Jetsons services run on. @default { "kubernetes.io/arch": "arm64" } @example { "nvidia.com/gpu.present": "true" } */
       nodeSelector: stringMap.optional(),
+      /**
+       * How long `up` waits for one workload's rollout (every pod updated and Ready) before it
+       * fails, leaving the pods not yet replaced on the previous version. @default "10m" @example "20m"
+       */
+      rolloutTimeout: duration.optional(),
     })
     .optional(),
 });

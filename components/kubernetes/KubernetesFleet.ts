@@ -85,6 +85,14 @@ export interface KubernetesFleetArgs {
    * @example { inference: gpuImage.ref }
    */
   readonly images?: Readonly<Record<string, pulumi.Input<string>>>;
+  /**
+   * Pinned references of services' `image`s that name a tag, by service name: resolved by the
+   * caller, as the program does with `pinServiceImages` (so external images may be given by exact
+   * version tag, and pods still run digests). A service not listed must give its `image` by digest.
+   * @default {}
+   * @example pinServiceImages(config.services, {}, registryResolver({}))
+   */
+  readonly serviceImages?: Readonly<Record<string, pulumi.Input<string>>>;
   /** The namespace services are deployed to. @default "jetson-fleet" @example "vision" */
   readonly namespace?: string;
   /**
@@ -123,6 +131,14 @@ export interface KubernetesFleetArgs {
   /** Wait for each workload's rollout during `up`; off for clusters without nodes. @default true @example false */
   readonly awaitRollout?: boolean;
   /**
+   * How long `up` waits for one workload's rollout (every pod updated and Ready) before it fails:
+   * a pod that never gets Ready stops the rollout there, the pods not yet replaced stay on the
+   * previous version, and the error names the pod's failure.
+   * @default "10m"
+   * @example "20m"
+   */
+  readonly rolloutTimeout?: string;
+  /**
    * The cluster's kubeconfig (contents), kept as a Pulumi secret: the fleet builds its own
    * provider from it. Without it, the provider comes from `opts.provider`, else the ambient one.
    * @default none
@@ -140,6 +156,11 @@ export interface KubernetesFleetArgs {
    * @example "gitops/jetson-fleet"
    */
   readonly renderYamlToDirectory?: string;
+}
+
+interface PinnedImages {
+  readonly images: Record<string, string>;
+  readonly serviceImages: Record<string, string>;
 }
 
 function plainImages(images: Readonly<Record<string, pulumi.Input<string>>>): Record<string, string> | undefined {
@@ -177,10 +198,11 @@ export class KubernetesFleet extends pulumi.ComponentResource {
         { path: "registry.password", message: "is missing; expected the registry password (a Pulumi secret) with registry.username" },
       ]);
     }
-    const render = (images: Record<string, string>): FleetManifests =>
+    const render = ({ images, serviceImages }: PinnedImages): FleetManifests =>
       fleetManifests({
         services: args.services,
         images,
+        serviceImages,
         ...(args.models ? { models: args.models } : {}),
         namespace,
         ...(args.secretEnvironment ? { secretEnvironment: args.secretEnvironment } : {}),
@@ -191,16 +213,18 @@ export class KubernetesFleet extends pulumi.ComponentResource {
         ...(args.gpu ? { gpu: args.gpu } : {}),
         ...(args.runtimeClass !== undefined ? { runtimeClass: args.runtimeClass } : {}),
         ...(args.awaitRollout !== undefined ? { awaitRollout: args.awaitRollout } : {}),
+        ...(args.rolloutTimeout !== undefined ? { rolloutTimeout: args.rolloutTimeout } : {}),
         source,
       });
     // Plain references are checked here, before any resource is registered; references that are
     // outputs (a GpuImage built in this update) are checked once known, before any object that
     // depends on them is sent: every object's inputs come from the same rendering.
-    const plain = plainImages(args.images ?? {});
-    const renderedNow = plain ? render(plain) : undefined;
+    const plainBuilt = plainImages(args.images ?? {});
+    const plainServices = plainImages(args.serviceImages ?? {});
+    const renderedNow = plainBuilt && plainServices ? render({ images: plainBuilt, serviceImages: plainServices }) : undefined;
     const fleet: pulumi.Output<FleetManifests> = pulumi
-      .output(args.images ?? {})
-      .apply((images) => renderedNow ?? render(images as Record<string, string>));
+      .output({ images: args.images ?? {}, serviceImages: args.serviceImages ?? {} })
+      .apply((pinned) => renderedNow ?? render(pinned as PinnedImages));
     // Which objects exist does not depend on image references: known now, for the resource graph.
     const gpuMode = args.gpu?.mode ?? "runtime-class";
     const shape = {

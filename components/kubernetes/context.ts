@@ -13,7 +13,11 @@ export interface RenderContext {
   readonly gpu: GpuAccess;
   readonly pullSecrets: { name: string }[];
   readonly awaitRollout: boolean;
+  /** What the workloads carry for Pulumi's await: skip it, or how long it may take. */
+  readonly awaitAnnotations: Readonly<Record<string, string>>;
   readonly secretEnvironment: Readonly<Record<string, readonly string[]>>;
+  /** Services' images resolved to digests by the caller, by service name. */
+  readonly serviceImages: Readonly<Record<string, string>>;
   /** The stack's models by name. */
   readonly models: ReadonlyMap<string, ModelSpec>;
   /** The registry images and models come from. */

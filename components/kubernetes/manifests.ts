@@ -22,9 +22,11 @@ import {
   PART_OF,
   PULL_SECRET_NAME,
   SKIP_AWAIT,
+  TIMEOUT_SECONDS,
   type ServiceManifests,
   type Workload,
   isGpuService,
+  rolloutTimeoutSeconds,
   selectorLabels,
 } from "./model.ts";
 import { podSpec } from "./pod.ts";
@@ -48,7 +50,7 @@ function serviceManifests(
   if (image === undefined) return undefined;
   const labels = selectorLabels(svc.name);
   const metadata = { name: svc.name, namespace: ctx.namespace, labels };
-  const workloadMetadata = { ...metadata, ...(ctx.awaitRollout ? {} : { annotations: { ...SKIP_AWAIT } }) };
+  const workloadMetadata = { ...metadata, annotations: { ...ctx.awaitAnnotations } };
   // A new engine script is a new pod template: the pods roll and their init containers run it.
   const annotations = { ...svc.labels, ...(svc.models.length ? { [ENGINE_SCRIPT_ANNOTATION]: engineScriptSha256() } : {}) };
   const template = {
@@ -95,7 +97,7 @@ function devicePluginManifest(image: string, ctx: RenderContext): Manifest {
       name: DEVICE_PLUGIN_NAME,
       namespace: ctx.namespace,
       labels,
-      ...(ctx.awaitRollout ? {} : { annotations: { ...SKIP_AWAIT } }),
+      annotations: { ...ctx.awaitAnnotations },
     },
     spec: {
       selector: { matchLabels: labels },
@@ -139,6 +141,7 @@ export function fleetManifests(options: FleetManifestOptions): FleetManifests {
   if (wrong.length) throw new KubernetesFleetArgsError(wrong);
   const namespace = options.namespace ?? DEFAULT_NAMESPACE;
   const withLogin = options.registry?.username !== undefined;
+  const awaitRollout = options.awaitRollout ?? true;
   const ctx: RenderContext = {
     problems: [],
     namespace,
@@ -146,8 +149,10 @@ export function fleetManifests(options: FleetManifestOptions): FleetManifests {
     nodeSelector: options.nodeSelector ?? DEFAULT_NODE_SELECTOR,
     gpu: options.gpu ?? { mode: "runtime-class" },
     pullSecrets: withLogin ? [{ name: PULL_SECRET_NAME }] : [],
-    awaitRollout: options.awaitRollout ?? true,
+    awaitRollout,
+    awaitAnnotations: awaitRollout ? { [TIMEOUT_SECONDS]: String(rolloutTimeoutSeconds(options.rolloutTimeout)) } : { ...SKIP_AWAIT },
     secretEnvironment: options.secretEnvironment ?? {},
+    serviceImages: options.serviceImages ?? {},
     models: new Map((options.models ?? []).map((m) => [m.name, m])),
     registry: options.registry,
   };

@@ -1,6 +1,7 @@
 // The Kubernetes fleet target's vocabulary: the names and labels its objects carry, the shapes of
 // the options `fleetManifests` takes and of the plain objects it returns. No logic beyond labels.
 import type * as k8s from "@pulumi/kubernetes";
+import { parseDuration } from "../config/formats.ts";
 import type { StackConfigSource } from "../config/load.ts";
 import type { ModelSpec } from "../config/models.ts";
 import type { DeploySpec, ServiceSpec } from "../config/schema.ts";
@@ -29,6 +30,17 @@ export const DEVICE_PLUGIN_NAME = "nvidia-device-plugin";
 export const NAMED_VOLUME_ROOT = "/var/lib/jetson-fleet/volumes";
 /** Pulumi's annotation that skips waiting for a workload's rollout. */
 export const SKIP_AWAIT = { "pulumi.com/skipAwait": "true" } as const;
+/** Pulumi's annotation bounding the wait for a workload's rollout, in seconds. */
+export const TIMEOUT_SECONDS = "pulumi.com/timeoutSeconds";
+/** How long `up` waits for a rollout by default: the provider's own default. */
+export const DEFAULT_ROLLOUT_TIMEOUT = "10m";
+
+/** Whole seconds of a rollout timeout (a duration), at least 1. */
+export function rolloutTimeoutSeconds(timeout: string = DEFAULT_ROLLOUT_TIMEOUT): number {
+  const seconds = parseDuration(timeout);
+  if (seconds === undefined) throw new Error(`rollout timeout "${timeout}" is not a duration`);
+  return Math.max(1, Math.ceil(seconds));
+}
 /** The label every object of the fleet carries; with the service name it selects a service's pods. */
 export const PART_OF = { "app.kubernetes.io/part-of": "jetson-fleet" } as const;
 
@@ -63,6 +75,13 @@ export interface FleetManifestOptions {
   /** Pinned references (`repository@sha256:…`) of images this stack builds, by `images[].name`. */
   readonly images?: Readonly<Record<string, string>>;
   /**
+   * Pinned references of services' `image`s that name a tag, by service name: the tag resolved to
+   * its digest by the caller (the program resolves them as the per-host targets do). A service
+   * not listed here must give its `image` by digest.
+   * @default {}
+   */
+  readonly serviceImages?: Readonly<Record<string, string>>;
+  /**
    * Environment keys whose values are secrets, by service name: those variables come from the
    * service's Secret (`valueFrom.secretKeyRef`, see `environmentSecretManifest`), never as values.
    * @default {}
@@ -96,6 +115,8 @@ export interface FleetManifestOptions {
    * without nodes or controllers, where no pod ever becomes ready. @default true
    */
   readonly awaitRollout?: boolean;
+  /** How long `up` waits for one workload's rollout, a duration. @default "10m" (the provider's own) */
+  readonly rolloutTimeout?: string;
   /** Names the stack file and config namespace in error messages. */
   readonly source: Pick<StackConfigSource, "project" | "stack">;
 }

@@ -158,6 +158,9 @@ function container(
     ...(mounts.length ? { volumeMounts: mounts } : {}),
     ...probes(svc.healthcheck),
     ...(Object.keys(sc).length ? { securityContext: sc } : {}),
+    // A container that exits with no message of its own reports its last log lines: a crash's
+    // reason reaches `kubectl describe pod` and the warnings of Pulumi's rollout wait.
+    terminationMessagePolicy: "FallbackToLogsOnError",
   };
 }
 

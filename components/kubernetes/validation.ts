@@ -5,7 +5,7 @@
 import { posix } from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { containerPath } from "../config/docker.ts";
-import { isPinnedByDigest } from "../config/formats.ts";
+import { isPinnedByDigest, parseDuration } from "../config/formats.ts";
 import type { ServiceSpec } from "../config/schema.ts";
 import { ENGINE_ROOT, modelLocation } from "../models/engine.ts";
 import type { RenderContext } from "./context.ts";
@@ -34,8 +34,13 @@ export function digestProblem(ref: string): string | undefined {
  * Problems in the arguments no stack config key sets (`workloads`, `gpu`), each naming the
  * argument; empty when there are none.
  */
-export function argumentProblems(options: Pick<FleetManifestOptions, "services" | "workloads" | "gpu" | "models" | "registry">): string[] {
+export function argumentProblems(
+  options: Pick<FleetManifestOptions, "services" | "workloads" | "gpu" | "models" | "registry" | "rolloutTimeout">,
+): string[] {
   const lines: string[] = [];
+  if (options.rolloutTimeout !== undefined && parseDuration(options.rolloutTimeout) === undefined) {
+    lines.push(`rolloutTimeout: ${JSON.stringify(options.rolloutTimeout)} is not a duration; expected e.g. 10m or 1h30m`);
+  }
   const names = options.services.map((s) => s.name);
   const withModels = options.services.filter((s) => s.models.length > 0).map((s) => s.name);
   if (withModels.length && options.models === undefined) {
@@ -100,9 +105,10 @@ export function serviceImage(
   ctx: RenderContext,
 ): string | undefined {
   if (svc.image !== undefined) {
-    const problem = digestProblem(svc.image);
+    const ref = ctx.serviceImages[svc.name] ?? svc.image;
+    const problem = digestProblem(ref);
     if (problem) ctx.problems.push({ path: `${at}.image`, message: problem });
-    return problem ? undefined : svc.image;
+    return problem ? undefined : ref;
   }
   const build = svc.build ?? "";
   const ref = images[build];

@@ -155,8 +155,8 @@ describe("Kubernetes fleet under the real engine against a real API server", () 
   });
 
   after(async () => {
-    // Without kube-controller-manager a namespace never finishes terminating, so the stacks are
-    // dropped with the API server rather than destroyed.
+    // No node runs these objects, so the stacks are dropped with the control plane rather than
+    // destroyed (kubernetes-nodes.test.ts destroys a fleet on real nodes).
     await kube?.stop();
     for (const s of stacks) {
       rmSync(s.dir, { recursive: true, force: true });

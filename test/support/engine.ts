@@ -157,7 +157,7 @@ export function filesText(dir: string): string {
 
 /**
  * Changes the project's config in the stack file of `env` as a user would edit it: `change` gets
- * the config without the `<project>:` prefix and edits it in place.
+ * the config without the `<project>:` prefix and edits it in place (a key it deletes goes from the file).
  */
 export function editStackConfig(env: EngineStack, stack: string, change: (config: Record<string, unknown>) => void): void {
   const file = join(env.dir, `Pulumi.${stack}.yaml`);
@@ -166,6 +166,7 @@ export function editStackConfig(env: EngineStack, stack: string, change: (config
   const config: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(doc.config)) if (k.startsWith(prefix)) config[k.slice(prefix.length)] = v;
   change(config);
+  for (const k of Object.keys(doc.config)) if (k.startsWith(prefix) && !(k.slice(prefix.length) in config)) delete doc.config[k];
   for (const [k, v] of Object.entries(config)) doc.config[`${prefix}${k}`] = v;
   writeFileSync(file, stringify(doc));
 }

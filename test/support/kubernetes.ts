@@ -1,11 +1,13 @@
-// A real Kubernetes API server (etcd + kube-apiserver from tools/kube-apiserver.sh) in a temp
-// directory of its own, and kubectl to read objects back from it.
+// A real Kubernetes control plane (etcd, kube-apiserver, kube-scheduler, kube-controller-manager
+// from tools/kube-cluster.sh) in a temp directory of its own, kubectl to read objects back from it,
+// and simulated Jetsons joined to it as nodes (tools/kube-node.sh).
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { run } from "./services.ts";
+import { docker, run } from "./services.ts";
 
-const SCRIPT = join(import.meta.dirname, "..", "..", "tools", "kube-apiserver.sh");
+const SCRIPT = join(import.meta.dirname, "..", "..", "tools", "kube-cluster.sh");
+const NODE_SCRIPT = join(import.meta.dirname, "..", "..", "tools", "kube-node.sh");
 
 export interface KubeApiServer {
   /** The server's state directory (certificates, etcd data, logs); removed by `stop`. */
@@ -14,7 +16,7 @@ export interface KubeApiServer {
   readonly kubeconfigPath: string;
   /** The kubeconfig's contents, for a provider built from a stack secret. */
   readonly kubeconfig: string;
-  /** Milliseconds from `start` until /readyz answered (certificates, etcd and the API server). */
+  /** Milliseconds from `start` until /readyz answered and the scheduler and controller manager ran. */
   readonly startMs: number;
   /** Runs kubectl against the server; resolves to its stdout. */
   kubectl(...args: string[]): Promise<string>;
@@ -23,12 +25,17 @@ export interface KubeApiServer {
   stop(): Promise<void>;
 }
 
-export async function startKubeApiServer(): Promise<KubeApiServer> {
+/**
+ * Starts a control plane. `address` is where the API server listens: this machine's loopback
+ * (default), or the Docker bridge's gateway (`dockerBridgeGateway()`) for nodes in containers.
+ */
+export async function startKubeApiServer(address = "127.0.0.1"): Promise<KubeApiServer> {
   const { stdout: binOut } = await run(SCRIPT, ["build"], { maxBuffer: 16 * 1024 * 1024 });
   const bin = binOut.trim().split("\n").pop() ?? "";
+  await run(SCRIPT, ["build-cluster"], { maxBuffer: 16 * 1024 * 1024 });
   const dir = mkdtempSync(join(tmpdir(), "kube-"));
   const started = performance.now();
-  const { stdout } = await run(SCRIPT, ["start", dir]);
+  const { stdout } = await run(SCRIPT, ["start", dir, address]);
   const startMs = performance.now() - started;
   const kubeconfigPath = stdout.trim().split("\n").pop() ?? "";
   const kubectl = async (...args: string[]) =>
@@ -47,4 +54,24 @@ export async function startKubeApiServer(): Promise<KubeApiServer> {
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** The Docker bridge's gateway address: this machine as containers on the default bridge reach it. */
+export async function dockerBridgeGateway(): Promise<string> {
+  const { stdout } = await docker("network", "inspect", "bridge", "-f", "{{(index .IPAM.Config 0).Gateway}}");
+  return stdout.trim();
+}
+
+/**
+ * Joins running sims to the cluster as nodes and waits until all are Ready; resolves to the
+ * milliseconds it took. `registries`: host:port each sim pulls from over plain HTTP (its ends of
+ * the registry tunnels).
+ */
+export async function joinNodes(kube: KubeApiServer, sims: readonly string[], registries: readonly string[]): Promise<number> {
+  const started = performance.now();
+  await run(NODE_SCRIPT, ["join", kube.dir, ...sims], {
+    env: { ...process.env, KUBE_NODE_REGISTRIES: registries.join(" ") },
+    maxBuffer: 16 * 1024 * 1024,
+  });
+  return performance.now() - started;
 }

@@ -1,6 +1,6 @@
 # shellcheck shell=bash
 # Sourced by the tools that build a pinned Go program into the cache (buildkit.sh,
-# kube-apiserver.sh, actionlint.sh): one build at a time per tool, and an output directory that
+# kube-cluster.sh, actionlint.sh): one build at a time per tool, and an output directory that
 # appears in one rename, so an interrupted build never leaves half a tool behind.
 #
 #   cached_build NAME VERSION FILE BUILD_FN

@@ -120,6 +120,14 @@ const table: { name: string; mutate: (c: Mutable) => void; secretPaths?: Readonl
     ],
   },
   {
+    name: "kubernetes rollout timeout that is not a duration",
+    mutate: (c) => {
+      c.deploy.target = "kubernetes";
+      c.deploy.kubernetes = { renderYamlToDirectory: "gitops", rolloutTimeout: "soon" };
+    },
+    expected: [`${F}deploy.kubernetes.rolloutTimeout: "soon" is not a duration; expected e.g. 30s, 1m30s or 500ms`],
+  },
+  {
     name: "private key in plain text",
     mutate: () => {},
     secretPaths: new Set(["hosts[1].privateKey", "registry.password"]),

@@ -93,6 +93,21 @@ describe("KubernetesFleet", () => {
     );
   });
 
+  it("runs a tagged image by the digest the caller resolved (serviceImages), known only once resolved", async () => {
+    const rec = useMockStack({ stack: "prod", config: {} }, new ResourceRecorder());
+    const resolved = `registry.lab:5000/fleet/webui@sha256:${"b2".repeat(32)}`;
+    const fleet = new KubernetesFleet("fleet", {
+      services: [ServiceSpec.parse({ name: "webui", image: "registry.lab:5000/fleet/webui:2.0" })],
+      serviceImages: { webui: pulumi.output(resolved) },
+      kubeconfig: "apiVersion: v1\nkind: Config\n",
+    });
+    await settle();
+    const ds = rec.ofType("kubernetes:apps/v1:DaemonSet")[0];
+    const spec = ds?.inputs["spec"] as { template: { spec: { containers: { image: string }[] } } };
+    assert.equal(spec.template.spec.containers[0]?.image, resolved);
+    assert.deepEqual(await unwrap(fleet.images), { webui: resolved });
+  });
+
   it("renders to a directory for GitOps through the provider it builds; no kubeconfig, no provider of its own", async () => {
     const rec = useMockStack({ stack: "prod", config: {} }, new ResourceRecorder());
     const gitops = new KubernetesFleet("gitops", {

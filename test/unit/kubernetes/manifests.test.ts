@@ -276,6 +276,31 @@ describe("fleetManifests", () => {
     assert.equal(fleet.devicePlugin?.metadata.name, "nvidia-device-plugin");
   });
 
+  const timeouts: [string, Partial<FleetManifestOptions>, Record<string, string>][] = [
+    ["the provider's 10 minutes by default", {}, { "pulumi.com/timeoutSeconds": "600" }],
+    ["rolloutTimeout in whole seconds", { rolloutTimeout: "1m40s" }, { "pulumi.com/timeoutSeconds": "100" }],
+    ["a part of a second rounded up", { rolloutTimeout: "1500ms" }, { "pulumi.com/timeoutSeconds": "2" }],
+    ["no timeout when Pulumi does not wait", { awaitRollout: false, rolloutTimeout: "5m" }, { "pulumi.com/skipAwait": "true" }],
+  ];
+  for (const [what, extra, annotations] of timeouts) {
+    it(`bounds Pulumi's wait for a rollout: ${what}`, () => {
+      const fleet = fleetManifests(options([WEBUI], { gpu: { mode: "device-plugin", image: PLUGIN_REF }, ...extra }));
+      assert.deepEqual(fleet.services[0]?.workload.metadata.annotations, annotations);
+      assert.deepEqual(fleet.devicePlugin?.metadata.annotations, annotations);
+    });
+  }
+
+  it("a tagged image runs the digest the caller resolved for its service; a resolution that is not a digest is refused", () => {
+    const tagged = { ...WEBUI, image: "registry.lab:5000/fleet/webui:2.0" };
+    const resolved = `registry.lab:5000/fleet/webui@sha256:${"b2".repeat(32)}`;
+    const fleet = fleetManifests(options([tagged], { serviceImages: { webui: resolved } }));
+    assert.equal(fleet.services[0]?.image, resolved);
+    assert.throws(() => fleetManifests(options([tagged], { serviceImages: { webui: "registry.lab:5000/fleet/webui:2.0" } })), {
+      name: "StackConfigError",
+      message: /services\[0\]\.image: "registry\.lab:5000\/fleet\/webui:2\.0" is not pinned by digest/,
+    });
+  });
+
   it("awaitRollout: false marks workloads for Pulumi not to wait for pods", () => {
     const fleet = fleetManifests(options([WEBUI], { awaitRollout: false }));
     assert.deepEqual(fleet.services[0]?.workload.metadata.annotations, { "pulumi.com/skipAwait": "true" });
@@ -352,6 +377,11 @@ describe("fleetManifests: arguments no stack config key sets", () => {
         'workloads.webiu: service "webiu" is not defined; expected one of: webui',
         'gpu.image: "nvcr.io/nvidia/k8s-device-plugin:v0.17.1" is not pinned by digest; the kubernetes target deploys images by digest only: expected repository[:tag]@sha256:<64 hex digits>',
       ],
+    ],
+    [
+      "a rollout timeout that is not a duration",
+      { rolloutTimeout: "ten minutes" },
+      ['rolloutTimeout: "ten minutes" is not a duration; expected e.g. 10m or 1h30m'],
     ],
     [
       "a Deployment without replicas",

@@ -19,7 +19,7 @@ const fleet = new KubernetesFleet("fleet", {
   },
   workloads: config.getObject<Record<string, Workload>>("workloads") ?? {},
   gpu: config.getObject<GpuAccess>("gpu") ?? { mode: "runtime-class" },
-  // The test API server has no nodes and no controllers: no pod ever becomes ready.
+  // The test cluster has no nodes: no pod ever becomes ready.
   awaitRollout: false,
   // Either a cluster (kubeconfig) or a GitOps directory to render into.
   ...(config.get("renderYamlToDirectory")
