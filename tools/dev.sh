@@ -16,8 +16,9 @@
 # JETSON_DEV_TARGET=kubernetes runs the same stack on Kubernetes instead (stack dev-kubernetes): a
 # control plane on this machine (tools/kube-cluster.sh) with the sims joined as its nodes
 # (tools/kube-node.sh), `deploy.target: kubernetes` with that cluster's kubeconfig (encrypted), the
-# sims selected by their architecture, and the services' ulimits left out (pods take the node
-# runtime's; the sims' Docker is what needs the dev stack's). `destroy` leaves the cluster running:
+# sims selected by their architecture, and the services' ulimits and CPU limits left out (pods
+# take the node runtime's ulimits; a pod requests its CPU limit, and a sim offers only this
+# machine's cores, fewer than the three services ask together). `destroy` leaves the cluster running:
 # tools/kube-cluster.sh stop "$cache/dev/kube" stops it.
 #
 # Environment: JETSON_DEV_HOSTS (number of sims, default 3); JETSON_DEV_TARGET (compose, as
@@ -71,7 +72,7 @@ if [[ $target == kubernetes ]]; then
   kubeconfig=$(tools/kube-cluster.sh start "$cache/dev/kube" "$gateway" | tail -n 1)
   tools/kube-node.sh join "$cache/dev/kube" "${sims[@]}"
 fi
-inputs=$(cat Pulumi.dev.yaml "$JETSON_DEV_SIMS" "$JETSON_SIM_PRIVATE_KEY" "$JETSON_SIM_SUDO_PASSWORD_FILE" "$kubeconfig" | sha256sum | cut -c1-16)
+inputs=$(cat Pulumi.dev.yaml tools/dev.sh "$JETSON_DEV_SIMS" "$JETSON_SIM_PRIVATE_KEY" "$JETSON_SIM_SUDO_PASSWORD_FILE" "$kubeconfig" | sha256sum | cut -c1-16)
 cd "$work"
 if [[ $(cat ".stack-inputs-$stack" 2>/dev/null) != "$inputs" ]]; then
   step "$stack stack config: Pulumi.dev.yaml and $(wc -l <"$JETSON_DEV_SIMS") simulated Jetsons"
@@ -91,7 +92,11 @@ if [[ $(cat ".stack-inputs-$stack" 2>/dev/null) != "$inputs" ]]; then
         kubernetes: { namespace: "jetson-fleet", nodeSelector: { "kubernetes.io/arch": arch } },
       });
       doc.deleteIn(["config", "jetson-fleet:proxy"]);
-      for (const service of doc.getIn(["config", "jetson-fleet:services"]).items) service.delete("ulimits");
+      for (const service of doc.getIn(["config", "jetson-fleet:services"]).items) {
+        service.delete("ulimits");
+        // A pod asks its CPU limit as its request, and a sim offers only the cores of this machine, fewer than the services ask together.
+        service.get("resources")?.delete("cpus");
+      }
     } else {
       const hosts = readFileSync(sims, "utf8").trim().split("\n").map((line) => JSON.parse(line))
         .map((s) => ({ name: s.name, address: s.address, port: s.port, user: s.user, hostKey: s.hostKey, l4tRelease: s.l4tRelease, arch }));
@@ -133,7 +138,7 @@ case ${target:-compose}:${1:-up} in
     step "pulumi up --stack $stack"
     pulumi up --yes --stack "$stack"
     step "the fleet's pods, one per node and service"
-    "$(tools/kube-cluster.sh build)/kubectl" --kubeconfig "$kubeconfig" -n jetson-fleet get pods -o wide
+    "$("$repo/tools/kube-cluster.sh" build)/kubectl" --kubeconfig "$kubeconfig" -n jetson-fleet get pods -o wide
     ;;
   *:up)
     declare -A before
