@@ -5,7 +5,7 @@
 import { rmSync } from "node:fs";
 import { join } from "node:path";
 import { engineStack } from "../test/support/engine.ts";
-import { startKubeApiServer } from "../test/support/kubernetes.ts";
+import { startKubeCluster } from "../test/support/kubernetes.ts";
 import { run } from "../test/support/services.ts";
 
 const seconds = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
@@ -15,7 +15,7 @@ let start = performance.now();
 await run(join(import.meta.dirname, "..", "tools", "kube-cluster.sh"), ["build"], { maxBuffer: 16 * 1024 * 1024 });
 console.log(`kube-apiserver + kubectl build: ${seconds(performance.now() - start)}`);
 
-const kube = await startKubeApiServer();
+const kube = await startKubeCluster();
 console.log(`API server start: ${seconds(kube.startMs)}`);
 const env = await engineStack({
   program: "test/engine/programs/kubernetes-fleet",

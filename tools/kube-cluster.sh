@@ -28,7 +28,7 @@ source "$(dirname "$0")/lib/cached-build.sh"
 # shellcheck source=tools/lib/stop-pid.sh
 source "$(dirname "$0")/lib/stop-pid.sh"
 
-log() { printf 'kube-apiserver: %s\n' "$*" >&2; }
+log() { printf 'kube-cluster: %s\n' "$*" >&2; }
 die() {
   log "error: $*"
   exit 1

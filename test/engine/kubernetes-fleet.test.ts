@@ -23,7 +23,7 @@ import {
   manifestList,
 } from "../../components/index.ts";
 import { engineStack, type EngineStack } from "../support/engine.ts";
-import { startKubeApiServer, type KubeApiServer } from "../support/kubernetes.ts";
+import { startKubeCluster, type KubeCluster } from "../support/kubernetes.ts";
 import { secretHits, secretLeaks } from "../support/secrets.ts";
 
 const INFERENCE_REF = `registry.lab:5000/fleet/inference@sha256:${"4f".repeat(32)}`;
@@ -102,7 +102,7 @@ interface Obj {
 }
 
 describe("Kubernetes fleet under the real engine against a real API server", () => {
-  let kube: KubeApiServer;
+  let kube: KubeCluster;
   const stacks: EngineStack[] = [];
   /** Everything the engine printed, for the secret search. */
   let engineOutput = "";
@@ -150,7 +150,7 @@ describe("Kubernetes fleet under the real engine against a real API server", () 
   }
 
   before(async () => {
-    kube = await startKubeApiServer();
+    kube = await startKubeCluster();
     console.log(`API server start (certificates, etcd, kube-apiserver until /readyz): ${(kube.startMs / 1000).toFixed(1)} s`);
   });
 

@@ -16,7 +16,7 @@ import { parse } from "yaml";
 import { REPO, editStackConfig, engineStack, type EngineStack } from "../support/engine.ts";
 import { startDevFleet, type DevFleet } from "../support/fleet.ts";
 import type { SimHost } from "../support/jetson-sim.ts";
-import { dockerBridgeGateway, joinNodes, startKubeApiServer, type KubeApiServer } from "../support/kubernetes.ts";
+import { dockerBridgeGateway, joinNodes, startKubeCluster, type KubeCluster } from "../support/kubernetes.ts";
 import { secretHits } from "../support/secrets.ts";
 import { waitUntil } from "../support/images.ts";
 import { run, scratchDir, startAuthRegistry, type AuthRegistry } from "../support/services.ts";
@@ -75,7 +75,7 @@ function devServices(): Record<string, unknown>[] {
 describe("the Kubernetes target on three simulated Jetsons as nodes under pulumi up", { timeout: 60 * 60_000 }, () => {
   let registry: AuthRegistry;
   let fleet: DevFleet;
-  let kube: KubeApiServer;
+  let kube: KubeCluster;
   let env: EngineStack;
   const figures: string[] = [];
   const host = (i: number): SimHost => fleet.hosts[i] as SimHost;
@@ -151,7 +151,7 @@ describe("the Kubernetes target on three simulated Jetsons as nodes under pulumi
         publish: "8080 8088",
         registries: [DEV_REGISTRY, registry.server],
       });
-      kube = await startKubeApiServer(await dockerBridgeGateway());
+      kube = await startKubeCluster(await dockerBridgeGateway());
       const joinMs = await joinNodes(
         kube,
         fleet.hosts.map((h) => h.name),

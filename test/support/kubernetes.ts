@@ -9,7 +9,7 @@ import { docker, run } from "./services.ts";
 const SCRIPT = join(import.meta.dirname, "..", "..", "tools", "kube-cluster.sh");
 const NODE_SCRIPT = join(import.meta.dirname, "..", "..", "tools", "kube-node.sh");
 
-export interface KubeApiServer {
+export interface KubeCluster {
   /** The server's state directory (certificates, etcd data, logs); removed by `stop`. */
   readonly dir: string;
   /** The kubeconfig's path (cluster admin by client certificate). */
@@ -29,7 +29,7 @@ export interface KubeApiServer {
  * Starts a control plane. `address` is where the API server listens: this machine's loopback
  * (default), or the Docker bridge's gateway (`dockerBridgeGateway()`) for nodes in containers.
  */
-export async function startKubeApiServer(address = "127.0.0.1"): Promise<KubeApiServer> {
+export async function startKubeCluster(address = "127.0.0.1"): Promise<KubeCluster> {
   const { stdout: binOut } = await run(SCRIPT, ["build"], { maxBuffer: 16 * 1024 * 1024 });
   const bin = binOut.trim().split("\n").pop() ?? "";
   await run(SCRIPT, ["build-cluster"], { maxBuffer: 16 * 1024 * 1024 });
@@ -67,7 +67,7 @@ export async function dockerBridgeGateway(): Promise<string> {
  * milliseconds it took. `registries`: host:port each sim pulls from over plain HTTP (its ends of
  * the registry tunnels).
  */
-export async function joinNodes(kube: KubeApiServer, sims: readonly string[], registries: readonly string[]): Promise<number> {
+export async function joinNodes(kube: KubeCluster, sims: readonly string[], registries: readonly string[]): Promise<number> {
   const started = performance.now();
   await run(NODE_SCRIPT, ["join", kube.dir, ...sims], {
     env: { ...process.env, KUBE_NODE_REGISTRIES: registries.join(" ") },
