@@ -7,8 +7,9 @@
 #                                                wait until every one is Ready
 #   tools/kube-node.sh pause-image               build (or reuse) the sandbox image archive; prints it
 #
-# Environment: KUBE_NODE_LABELS (default kubernetes.io/arch=arm64: the sims stand for Jetsons, which
-# the fleet selects by it), KUBE_NODE_REGISTRIES (host:port ... each sim reaches over plain HTTP,
+# Environment: KUBE_NODE_LABELS (k=v,... the kubelets register with; default none: a node's
+# kubernetes.io/arch stays its real one whatever this says, so stacks select sims by amd64),
+# KUBE_NODE_REGISTRIES (host:port ... each sim reaches over plain HTTP,
 # default 127.0.0.1:5000, the dev registry at the sims' end of their tunnels),
 # NVIDIA_TOOLKIT_VERSION (default 1.16.2-1, the dev stack's).
 set -euo pipefail

@@ -12,7 +12,6 @@ export interface RenderContext {
   readonly nodeSelector: Readonly<Record<string, string>>;
   readonly gpu: GpuAccess;
   readonly pullSecrets: { name: string }[];
-  readonly awaitRollout: boolean;
   /** What the workloads carry for Pulumi's await: skip it, or how long it may take. */
   readonly awaitAnnotations: Readonly<Record<string, string>>;
   readonly secretEnvironment: Readonly<Record<string, readonly string[]>>;

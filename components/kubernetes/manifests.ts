@@ -149,7 +149,6 @@ export function fleetManifests(options: FleetManifestOptions): FleetManifests {
     nodeSelector: options.nodeSelector ?? DEFAULT_NODE_SELECTOR,
     gpu: options.gpu ?? { mode: "runtime-class" },
     pullSecrets: withLogin ? [{ name: PULL_SECRET_NAME }] : [],
-    awaitRollout,
     awaitAnnotations: awaitRollout ? { [TIMEOUT_SECONDS]: String(rolloutTimeoutSeconds(options.rolloutTimeout)) } : { ...SKIP_AWAIT },
     secretEnvironment: options.secretEnvironment ?? {},
     serviceImages: options.serviceImages ?? {},

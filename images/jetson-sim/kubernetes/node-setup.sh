@@ -47,8 +47,9 @@ fi
 # overlay on overlay), cgroupfs like the kubelet, the pre-loaded sandbox image, registries from
 # certs.d. nvidia-ctk then adds the nvidia handler to this file, as it does on a Jetson.
 config_changed=false
-base=$(
-  cat <<TOML
+# The base, then nvidia-ctk's edit of it, as on a Jetson; compared whole, so a re-run changes nothing.
+config=$(mktemp)
+cat >"$config" <<TOML
 version = 2
 
 [plugins."io.containerd.grpc.v1.cri"]
@@ -74,10 +75,6 @@ version = 2
   [plugins."io.containerd.grpc.v1.cri".registry]
     config_path = "/etc/containerd/certs.d"
 TOML
-)
-# The base, then nvidia-ctk's edit of it, as on a Jetson; compared whole, so a re-run changes nothing.
-config=$(mktemp)
-printf '%s\n' "$base" >"$config"
 nvidia-ctk runtime configure --runtime=containerd --config="$config" 2>&1 | sed 's/^/nvidia-ctk: /' >&2
 put /etc/containerd/config.toml 644 <"$config" && config_changed=true
 rm -f "$config"
